@@ -1,0 +1,405 @@
+//! The webhook event envelope: one enum dispatched on the body's `type`.
+//!
+//! Dispatch peeks `type` with a tiny borrowed struct (everything else is skipped with
+//! `IgnoredAny`, no allocation), then decodes the matching envelope from the same bytes. Serde's
+//! internally tagged enums would instead buffer the whole payload into an intermediate tree.
+//! The fast path decodes without path tracking; only when it fails is the body decoded again
+//! through `serde_path_to_error` to name the failing JSON path.
+
+use std::borrow::Cow;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::prelude::*;
+use super::{DecodeError, Model};
+
+terra_struct! {
+    /// Terra's periodic health check of the destination (`type: healthcheck`).
+    HealthcheckEvent {
+        /// Event type discriminator, as sent by Terra.
+        r#type: String = "type",
+        /// Event status, as sent by Terra.
+        status: String = "status",
+        /// When Terra created the health check.
+        creation_timestamp: Timestamp = "creation_timestamp",
+        /// Change in webhook volume compared with the previous period, in percent.
+        trend_percentage: f64 = "trend_percentage",
+        /// Number of webhooks Terra sent in the last hour.
+        sent_webhooks_last_hour: Integer = "sent_webhooks_last_hour",
+        /// Human-readable message.
+        message: String = "message",
+    }
+}
+
+terra_struct! {
+    /// Data is being fetched asynchronously from the provider (`type: processing`).
+    ProcessingEvent {
+        /// Event type discriminator, as sent by Terra.
+        r#type: String = "type",
+        /// Event status, as sent by Terra.
+        status: String = "status",
+        /// Human-readable message.
+        message: String = "message",
+        /// User the data is being fetched for.
+        user: TerraUser = "user",
+        /// Seconds after which the data can safely be requested.
+        retry_after_seconds: f64 = "retry_after_seconds",
+        /// Reference tying the eventual data payloads back to the request.
+        reference: String = "reference",
+    }
+}
+
+terra_struct! {
+    /// An asynchronous request hit the provider's rate limit and will be retried (`type: rate_limit_hit`).
+    RateLimitHitEvent {
+        /// Event type discriminator, as sent by Terra.
+        r#type: String = "type",
+        /// Event status, as sent by Terra.
+        status: String = "status",
+        /// Human-readable message.
+        message: String = "message",
+        /// User whose request was rate limited.
+        user: TerraUser = "user",
+        /// Start of the requested period.
+        start_date: Timestamp = "start_date",
+        /// End of the requested period.
+        end_date: Timestamp = "end_date",
+        /// When Terra will retry.
+        retrying_at: Timestamp = "retrying_at",
+        /// Reference tying the eventual data payloads back to the request.
+        reference: String = "reference",
+    }
+}
+
+terra_struct! {
+    /// A Google Fit user has no data source linked: all their data will be empty (`type: google_no_datasource`).
+    GoogleNoDatasourceEvent {
+        /// Event type discriminator, as sent by Terra.
+        r#type: String = "type",
+        /// Event status, as sent by Terra.
+        status: String = "status",
+        /// Human-readable message.
+        message: String = "message",
+        /// The affected user.
+        user: TerraUser = "user",
+    }
+}
+
+/// One Terra webhook body, typed by its `type`.
+///
+/// A body whose `type` is not listed here, or that has no `type` at all, decodes to
+/// [`Event::Unknown`] with its raw JSON: it is never an error, so new Terra event types reach
+/// storage untouched. Only malformed JSON, a non-object body, a non-string `type` or a listed
+/// type whose content does not fit its schema is a [`DecodeError`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `activity`: completed workouts.
+    Activity(ActivityEvent),
+    /// `body`: body metrics for a day.
+    Body(BodyEvent),
+    /// `daily`: running daily totals.
+    Daily(DailyEvent),
+    /// `menstruation`: cycle data for a day.
+    Menstruation(MenstruationEvent),
+    /// `nutrition`: meals and intake for a day.
+    Nutrition(NutritionEvent),
+    /// `sleep`: sleep sessions.
+    Sleep(SleepEvent),
+    /// `athlete`: the user's profile (kept as raw JSON inside a typed envelope).
+    Athlete(AthleteEvent),
+    /// `auth`: successful authentication, or the legacy error form (`status: "error"`).
+    Auth(AuthEvent),
+    /// `auth_cancelled`: failed or cancelled authentication.
+    AuthCancelled(AuthCancelledEvent),
+    /// `deauth`: the user disconnected.
+    Deauth(DeauthEvent),
+    /// `user_reauth`: the user re-authenticated; `old_user` is replaced by `new_user`.
+    UserReauth(UserReauthEvent),
+    /// `access_revoked`: access revoked from the provider side.
+    AccessRevoked(AccessRevokedEvent),
+    /// `connection_error`: the provider rejected Terra's credentials.
+    ConnectionError(ConnectionErrorEvent),
+    /// `permission_change`: granted scopes changed.
+    PermissionChange(PermissionChangeEvent),
+    /// `large_request_processing`: a large historical request was accepted.
+    LargeRequestProcessing(LargeRequestProcessingEvent),
+    /// `large_request_sending`: the chunks of a large request are being sent.
+    LargeRequestSending(LargeRequestSendingEvent),
+    /// `s3_payload`: the payload is too large and must be downloaded from `url`.
+    S3Payload(S3PayloadEvent),
+    /// `planned_workout`: planned workouts (raw JSON items in a typed envelope).
+    PlannedWorkout(PlannedWorkoutEvent),
+    /// `hormone`: hormone samples (raw JSON items in a typed envelope).
+    Hormone(HormoneEvent),
+    /// `health_observation`: health observations (raw JSON items in a typed envelope).
+    HealthObservation(HealthObservationEvent),
+    /// `lab_report.completed`: a lab report was processed (raw JSON `data`).
+    LabReportCompleted(LabReportCompletedEvent),
+    /// `lab_report.failed`: a lab report terminally failed (raw JSON `data`).
+    LabReportFailed(LabReportFailedEvent),
+    /// `healthcheck`: Terra checking the destination.
+    Healthcheck(HealthcheckEvent),
+    /// `processing`: data is being fetched asynchronously.
+    Processing(ProcessingEvent),
+    /// `rate_limit_hit`: a request was rate limited and will be retried.
+    RateLimitHit(RateLimitHitEvent),
+    /// `google_no_datasource`: a Google Fit user has no data source.
+    GoogleNoDatasource(GoogleNoDatasourceEvent),
+    /// Any other `type` (or none): the raw body, untouched.
+    Unknown {
+        /// The body's `type`, when it had one.
+        type_name: Option<String>,
+        /// The whole body.
+        raw: Value,
+    },
+}
+
+/// Calls `$m!(…)` with every typed variant name, so per-variant matches are written once.
+macro_rules! typed_variants {
+    ($m:ident) => {
+        $m!(
+            Activity,
+            Body,
+            Daily,
+            Menstruation,
+            Nutrition,
+            Sleep,
+            Athlete,
+            Auth,
+            AuthCancelled,
+            Deauth,
+            UserReauth,
+            AccessRevoked,
+            ConnectionError,
+            PermissionChange,
+            LargeRequestProcessing,
+            LargeRequestSending,
+            S3Payload,
+            PlannedWorkout,
+            Hormone,
+            HealthObservation,
+            LabReportCompleted,
+            LabReportFailed,
+            Healthcheck,
+            Processing,
+            RateLimitHit,
+            GoogleNoDatasource
+        )
+    };
+}
+
+/// Just the `type` key of a body, borrowed when possible; every other key is skipped.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<Cow<'a, str>>,
+}
+
+/// Decodes `bytes` as `T`: fast path without path tracking, slow path only to report the path.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Ok(v),
+        Err(fast) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(e) => Err(DecodeError::from_path_error(e)),
+                // The value itself was fine: the fast path failed on trailing characters.
+                Ok(_) => Err(DecodeError {
+                    path: ".".to_owned(),
+                    message: fast.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+impl Event {
+    /// Decodes a webhook body. Never panics; errors name the JSON path that failed.
+    pub fn from_slice(bytes: &[u8]) -> Result<Event, DecodeError> {
+        let peek: Peek<'_> = decode_peek(bytes)?;
+        let ty = peek.ty.as_deref();
+        Ok(match ty {
+            Some("activity") => Event::Activity(decode(bytes)?),
+            Some("body") => Event::Body(decode(bytes)?),
+            Some("daily") => Event::Daily(decode(bytes)?),
+            Some("menstruation") => Event::Menstruation(decode(bytes)?),
+            Some("nutrition") => Event::Nutrition(decode(bytes)?),
+            Some("sleep") => Event::Sleep(decode(bytes)?),
+            Some("athlete") => Event::Athlete(decode(bytes)?),
+            Some("auth") => Event::Auth(decode(bytes)?),
+            Some("auth_cancelled") => Event::AuthCancelled(decode(bytes)?),
+            Some("deauth") => Event::Deauth(decode(bytes)?),
+            Some("user_reauth") => Event::UserReauth(decode(bytes)?),
+            Some("access_revoked") => Event::AccessRevoked(decode(bytes)?),
+            Some("connection_error") => Event::ConnectionError(decode(bytes)?),
+            Some("permission_change") => Event::PermissionChange(decode(bytes)?),
+            Some("large_request_processing") => Event::LargeRequestProcessing(decode(bytes)?),
+            Some("large_request_sending") => Event::LargeRequestSending(decode(bytes)?),
+            Some("s3_payload") => Event::S3Payload(decode(bytes)?),
+            Some("planned_workout") => Event::PlannedWorkout(decode(bytes)?),
+            Some("hormone") => Event::Hormone(decode(bytes)?),
+            Some("health_observation") => Event::HealthObservation(decode(bytes)?),
+            Some("lab_report.completed") => Event::LabReportCompleted(decode(bytes)?),
+            Some("lab_report.failed") => Event::LabReportFailed(decode(bytes)?),
+            Some("healthcheck") => Event::Healthcheck(decode(bytes)?),
+            Some("processing") => Event::Processing(decode(bytes)?),
+            Some("rate_limit_hit") => Event::RateLimitHit(decode(bytes)?),
+            Some("google_no_datasource") => Event::GoogleNoDatasource(decode(bytes)?),
+            other => Event::Unknown {
+                type_name: other.map(str::to_owned),
+                raw: decode(bytes)?,
+            },
+        })
+    }
+
+    /// The event's `type` as Terra sent it (`None` only for an unknown body without `type`).
+    pub fn type_name(&self) -> Option<&str> {
+        macro_rules! ty {
+            ($($v:ident),*) => {
+                match self {
+                    $( Event::$v(e) => e.r#type.as_deref(), )*
+                    Event::Unknown { type_name, .. } => type_name.as_deref(),
+                }
+            };
+        }
+        typed_variants!(ty)
+    }
+
+    /// The Terra user the event is about. For `user_reauth` this is the *new* user; events
+    /// without a user (`auth_cancelled`, `s3_payload`, lab reports, unknown) give `None`.
+    pub fn user(&self) -> Option<&TerraUser> {
+        match self {
+            Event::Activity(e) => Some(&e.user),
+            Event::Body(e) => Some(&e.user),
+            Event::Daily(e) => Some(&e.user),
+            Event::Menstruation(e) => Some(&e.user),
+            Event::Nutrition(e) => Some(&e.user),
+            Event::Sleep(e) => Some(&e.user),
+            Event::Athlete(e) => Some(&e.user),
+            Event::Auth(e) => e.user.as_ref(),
+            Event::Deauth(e) => Some(&e.user),
+            Event::UserReauth(e) => Some(&e.new_user),
+            Event::AccessRevoked(e) => Some(&e.user),
+            Event::ConnectionError(e) => Some(&e.user),
+            Event::PermissionChange(e) => Some(&e.user),
+            Event::LargeRequestProcessing(e) => Some(&e.user),
+            Event::LargeRequestSending(e) => Some(&e.user),
+            Event::PlannedWorkout(e) => Some(&e.user),
+            Event::Hormone(e) => Some(&e.user),
+            Event::HealthObservation(e) => Some(&e.user),
+            Event::Processing(e) => e.user.as_ref(),
+            Event::RateLimitHit(e) => e.user.as_ref(),
+            Event::GoogleNoDatasource(e) => e.user.as_ref(),
+            Event::AuthCancelled(_)
+            | Event::S3Payload(_)
+            | Event::LabReportCompleted(_)
+            | Event::LabReportFailed(_)
+            | Event::Healthcheck(_)
+            | Event::Unknown { .. } => None,
+        }
+    }
+
+    /// The Terra `user_id` the event is about (see [`user`](Self::user)).
+    pub fn user_id(&self) -> Option<&str> {
+        self.user().map(|u| u.user_id.as_str())
+    }
+
+    /// The event's `status`, when it has one.
+    pub fn status(&self) -> Option<&str> {
+        macro_rules! st {
+            ($($v:ident),*) => {
+                match self {
+                    $( Event::$v(e) => e.status.as_deref(), )*
+                    Event::LabReportCompleted(_) | Event::LabReportFailed(_) => None,
+                    Event::Unknown { raw, .. } => raw.get("status").and_then(Value::as_str),
+                }
+            };
+        }
+        st!(
+            Activity,
+            Body,
+            Daily,
+            Menstruation,
+            Nutrition,
+            Sleep,
+            Athlete,
+            Auth,
+            AuthCancelled,
+            Deauth,
+            UserReauth,
+            AccessRevoked,
+            ConnectionError,
+            PermissionChange,
+            LargeRequestProcessing,
+            LargeRequestSending,
+            S3Payload,
+            PlannedWorkout,
+            Hormone,
+            HealthObservation,
+            Healthcheck,
+            Processing,
+            RateLimitHit,
+            GoogleNoDatasource
+        )
+    }
+
+    /// Calls `f` with every key the model did not know, anywhere in the event (not for
+    /// `Unknown` events, which are raw in full). Useful to count schema drift.
+    pub fn for_each_unknown(&self, f: &mut dyn FnMut(&str, &Value)) {
+        macro_rules! walk {
+            ($($v:ident),*) => {
+                match self {
+                    $( Event::$v(e) => e.for_each_unknown(f), )*
+                    Event::Unknown { .. } => {}
+                }
+            };
+        }
+        typed_variants!(walk)
+    }
+
+    /// Re-encodes the event as JSON (lossless: unknown keys are written back).
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+}
+
+/// Peeks the `type`, reporting a path when the body is not even an object with a string `type`.
+fn decode_peek(bytes: &[u8]) -> Result<Peek<'_>, DecodeError> {
+    match serde_json::from_slice::<Peek<'_>>(bytes) {
+        Ok(p) => Ok(p),
+        Err(fast) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            match serde_path_to_error::deserialize::<_, Peek<'_>>(&mut de) {
+                Err(e) => Err(DecodeError::from_path_error(e)),
+                Ok(_) => Err(DecodeError {
+                    path: ".".to_owned(),
+                    message: fast.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Event {
+    type Err = DecodeError;
+
+    /// Decodes a webhook body held in a string.
+    fn from_str(s: &str) -> Result<Event, DecodeError> {
+        Event::from_slice(s.as_bytes())
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        macro_rules! ser {
+            ($($v:ident),*) => {
+                match self {
+                    $( Event::$v(e) => e.serialize(s), )*
+                    Event::Unknown { raw, .. } => raw.serialize(s),
+                }
+            };
+        }
+        typed_variants!(ser)
+    }
+}
