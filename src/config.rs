@@ -1,0 +1,271 @@
+//! Command-line flags and environment variables. Every setting has both; `--help` lists them all.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+/// terra-sink: receives Terra webhooks, keeps every verified delivery in PostgreSQL and decodes it
+/// into typed tables in the `terra` schema.
+#[derive(Debug, Parser)]
+#[command(name = "terra-sink", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log settings shared by every command.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The service's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook receiver (applies migrations first unless told not to).
+    Serve(Box<ServeArgs>),
+    /// Apply the embedded database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Exit 0 when a running service answers its health check (for container HEALTHCHECKs).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// How logs are written.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log line format. Filter verbosity with RUST_LOG (default: info).
+    #[arg(long, env = "TERRA_SINK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the database is.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL, e.g. postgres://user:password@host:5432/terra_sink.
+    #[arg(long, env = "DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "TERRA_SINK_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+/// Settings of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Terra signing secret(s) from Terra's dashboard. Separate several with commas (one per Terra
+    /// environment, or old and new while rotating); a delivery signed with any of them is accepted.
+    #[arg(long, env = "TERRA_SIGNING_SECRET", value_parser = parse_secret_list, hide_env_values = true)]
+    pub signing_secret: Option<SecretList>,
+
+    /// Address and port to listen on.
+    #[arg(long, env = "TERRA_SINK_BIND", default_value = "0.0.0.0:8080")]
+    pub bind: SocketAddr,
+
+    /// Serve /metrics on this separate address instead of the main one.
+    #[arg(long, env = "TERRA_SINK_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// URL path that receives Terra's deliveries.
+    #[arg(long, env = "TERRA_SINK_WEBHOOK_PATH", default_value = "/webhooks/terra", value_parser = parse_path)]
+    pub webhook_path: String,
+
+    /// Largest accepted difference, in seconds, between the signature's timestamp and now.
+    #[arg(
+        long,
+        env = "TERRA_SINK_SIGNATURE_TOLERANCE_SECS",
+        default_value_t = 300
+    )]
+    pub signature_tolerance_secs: u64,
+
+    /// Largest accepted delivery body in bytes (default 64 MiB); larger ones get 413.
+    #[arg(long, env = "TERRA_SINK_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds a client gets to send a whole request body before it is cut off.
+    #[arg(long, env = "TERRA_SINK_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_read_timeout_secs: u64,
+
+    /// Milliseconds to wait for the database to store a delivery before answering 503.
+    #[arg(long, env = "TERRA_SINK_PERSIST_TIMEOUT_MS", default_value_t = 1500)]
+    pub persist_timeout_ms: u64,
+
+    /// Apply pending migrations at start-up.
+    #[arg(long, env = "TERRA_SINK_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+}
+
+/// Settings of `healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Health endpoint to query.
+    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+    pub url: String,
+}
+
+/// One or more signing secrets, never printed.
+#[derive(Clone)]
+pub struct SecretList(pub Vec<SecretString>);
+
+impl std::fmt::Debug for SecretList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} secret(s) redacted]", self.0.len())
+    }
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, String> {
+    if value.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(SecretString::from(value.to_owned()))
+}
+
+fn parse_secret_list(value: &str) -> Result<SecretList, String> {
+    let secrets: Vec<SecretString> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_owned()))
+        .collect();
+    if secrets.is_empty() {
+        return Err("must contain at least one secret".into());
+    }
+    Ok(SecretList(secrets))
+}
+
+fn parse_path(value: &str) -> Result<String, String> {
+    if !value.starts_with('/') || value.contains(['?', '#', ' ', '{', '}', '*']) {
+        return Err("must be a plain absolute path such as /webhooks/terra".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// A required setting that was not given: says which flag and variable to set.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is not set: set {env} (or {flag})")]
+pub struct MissingSetting {
+    what: &'static str,
+    env: &'static str,
+    flag: &'static str,
+}
+
+/// Validated settings of the webhook receiver.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub database_url: SecretString,
+    pub db_max_connections: u32,
+    pub signing_secrets: Vec<SecretString>,
+    pub bind: SocketAddr,
+    pub metrics_bind: Option<SocketAddr>,
+    pub webhook_path: String,
+    pub signature_tolerance_secs: u64,
+    pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+    pub persist_timeout: Duration,
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseArgs {
+    /// The database URL, or which setting is missing.
+    pub fn url(&self) -> Result<SecretString, MissingSetting> {
+        self.database_url.clone().ok_or(MissingSetting {
+            what: "the database URL",
+            env: "DATABASE_URL",
+            flag: "--database-url",
+        })
+    }
+}
+
+impl ServeArgs {
+    /// Checks that everything required is present.
+    pub fn validate(self) -> Result<ServeConfig, MissingSetting> {
+        let database_url = self.database.url()?;
+        let signing_secrets = self
+            .signing_secret
+            .ok_or(MissingSetting {
+                what: "the Terra signing secret",
+                env: "TERRA_SIGNING_SECRET",
+                flag: "--signing-secret",
+            })?
+            .0;
+        Ok(ServeConfig {
+            database_url,
+            db_max_connections: self.database.db_max_connections,
+            signing_secrets,
+            bind: self.bind,
+            metrics_bind: self.metrics_bind,
+            webhook_path: self.webhook_path,
+            signature_tolerance_secs: self.signature_tolerance_secs,
+            max_body_bytes: self.max_body_bytes,
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            persist_timeout: Duration::from_millis(self.persist_timeout_ms),
+            migrate_on_start: self.migrate_on_start,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn secrets_are_split_and_redacted() {
+        let cli = Cli::try_parse_from([
+            "terra-sink",
+            "serve",
+            "--database-url",
+            "postgres://u:hunter2@localhost/db",
+            "--signing-secret",
+            "whsec_a, whsec_b",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve");
+        };
+        let shown = format!("{args:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("whsec_"),
+            "{shown}"
+        );
+        let config = args.validate().unwrap();
+        assert_eq!(config.signing_secrets.len(), 2);
+        assert!(!format!("{config:?}").contains("whsec_"));
+    }
+
+    #[test]
+    fn missing_secret_names_the_variable() {
+        let cli = Cli::try_parse_from(["terra-sink", "serve", "--database-url", "postgres://x/y"])
+            .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve");
+        };
+        let err = args.validate().unwrap_err().to_string();
+        assert!(err.contains("TERRA_SIGNING_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn webhook_path_must_be_absolute() {
+        assert!(parse_path("webhooks").is_err());
+        assert!(parse_path("/a/{x}").is_err());
+        assert_eq!(parse_path("/hooks/terra").unwrap(), "/hooks/terra");
+    }
+}

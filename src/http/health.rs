@@ -1,0 +1,53 @@
+//! Liveness, readiness, metrics and the 404 answer.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+use crate::db;
+
+/// How long readiness waits for the database.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the database answers and every migration is applied.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let reason = match tokio::time::timeout(READY_TIMEOUT, db::is_ready(&state.pool)).await {
+        Ok(Ok(true)) => return (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(Ok(false)) => "migrations not applied",
+        Ok(Err(_)) => "database unreachable",
+        Err(_) => "database did not answer in time",
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "not_ready", "reason": reason })),
+    )
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// Any path we do not serve.
+pub async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "not_found", "message": "no such endpoint" })),
+    )
+}

@@ -1,0 +1,98 @@
+//! HTTP in: the router, the webhook endpoint and the health and metrics endpoints.
+
+mod error;
+mod health;
+mod verified;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::IngestError;
+pub use verified::VerifiedDelivery;
+
+use crate::metrics::{Metrics, RequestLabels};
+use crate::signature::Verifier;
+
+/// Limits applied to each delivery.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Largest accepted body in bytes.
+    pub max_body_bytes: usize,
+    /// Time a client gets to send the whole body.
+    pub body_read_timeout: Duration,
+    /// Time the ledger write may take before the answer is 503.
+    pub persist_timeout: Duration,
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub pool: PgPool,
+    /// Checks signatures against the configured secrets.
+    pub verifier: Arc<Verifier>,
+    /// Per-delivery limits.
+    pub ingest: Arc<IngestLimits>,
+    /// The service's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The main router: the webhook path, `/healthz`, `/readyz` and, unless served elsewhere,
+/// `/metrics`. Unknown paths get 404, other methods 405.
+pub fn router(state: AppState, webhook_path: &str, with_metrics: bool) -> Router {
+    let mut router = Router::new()
+        .route(webhook_path, post(webhook::receive))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    if with_metrics {
+        router = router.merge(metrics_router());
+    }
+    router
+        .fallback(health::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            record_latency,
+        ))
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
+}
+
+/// A router serving only `/metrics` (for a separate metrics port).
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(health::metrics))
+}
+
+/// When a request started, for the per-delivery log line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestStart(pub Instant);
+
+async fn record_latency(
+    State(metrics): State<Arc<Metrics>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    req.extensions_mut().insert(RequestStart(start));
+    let response = next.run(req).await;
+    metrics
+        .request_duration
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    response
+}

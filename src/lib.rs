@@ -1,0 +1,15 @@
+//! terra-sink: verify Terra webhooks, keep them in a durable ledger, decode them into typed rows.
+//!
+//! Data flow: [`http`] (HTTP in) → [`signature`] → [`db::ledger`] (durable ledger) → [`model`]
+//! (decode) → typed tables. [`cli`] holds the commands of the `terra-sink` binary.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod peek;
+pub mod server;
+pub mod signature;
+pub mod telemetry;

@@ -1,0 +1,117 @@
+//! Shared set-up for black-box tests: the real service on a random port against a fresh database.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::SecretString;
+use sqlx::PgPool;
+use terra_sink::config::ServeConfig;
+use terra_sink::server::Server;
+use tokio::sync::oneshot;
+
+/// The signing secret every test app is configured with.
+pub const SECRET: &str = "whsec_test_only_not_real";
+
+/// A running service.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// The configuration tests start from: random port, the test secret, a small body limit.
+pub fn test_config() -> ServeConfig {
+    ServeConfig {
+        // Unused by `Server::bind`, which receives the pool directly.
+        database_url: SecretString::from("postgres://unused".to_owned()),
+        db_max_connections: 5,
+        signing_secrets: vec![SecretString::from(SECRET.to_owned())],
+        bind: "127.0.0.1:0".parse().unwrap(),
+        metrics_bind: None,
+        webhook_path: "/webhooks/terra".to_owned(),
+        signature_tolerance_secs: 300,
+        max_body_bytes: 64 * 1024 * 1024,
+        body_read_timeout: Duration::from_secs(30),
+        persist_timeout: Duration::from_millis(1500),
+        migrate_on_start: false,
+    }
+}
+
+impl TestApp {
+    /// Starts the service with the default test configuration.
+    pub async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with(pool, test_config()).await
+    }
+
+    /// Starts the service with `config`.
+    pub async fn spawn_with(pool: PgPool, config: ServeConfig) -> Self {
+        let server = Server::bind(&config, pool.clone()).await.expect("bind");
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            pool,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs `body` signed now with the test secret, plus extra headers.
+    pub async fn deliver(&self, body: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {
+        let signature = sign(body, now());
+        let mut req = self
+            .client
+            .post(self.url("/webhooks/terra"))
+            .header("content-type", "application/json")
+            .header("terra-signature", signature)
+            .body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Stops the service gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Signs `body` at `t` with the test secret, as Terra does.
+pub fn sign(body: &[u8], t: i64) -> String {
+    terra_sink::signature::sign(&SecretString::from(SECRET.to_owned()), t, body)
+}
+
+/// Number of rows in the ledger.
+pub async fn ledger_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM terra.deliveries")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
