@@ -44,7 +44,7 @@ terra_struct! {
         /// User the data is being fetched for.
         user: TerraUser = "user",
         /// Seconds after which the data can safely be requested.
-        retry_after_seconds: f64 = "retry_after_seconds",
+        retry_after_seconds: Integer = "retry_after_seconds",
         /// Reference tying the eventual data payloads back to the request.
         reference: String = "reference",
     }
@@ -189,11 +189,65 @@ macro_rules! typed_variants {
     };
 }
 
-/// Just the `type` key of a body, borrowed when possible; every other key is skipped.
-#[derive(Deserialize)]
+/// Just the `type` of a body, borrowed when possible; every other value is skipped with
+/// `IgnoredAny` (validated, never allocated). Only a JSON object is accepted.
 struct Peek<'a> {
-    #[serde(rename = "type", borrow, default)]
     ty: Option<Cow<'a, str>>,
+}
+
+impl<'de> Deserialize<'de> for Peek<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PeekVisitor;
+        impl<'de> serde::de::Visitor<'de> for PeekVisitor {
+            type Value = Peek<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Peek<'de>, A::Error> {
+                let mut ty = None;
+                while let Some(key) = map.next_key_seed(super::macros::KeySeed)? {
+                    if key == "type" {
+                        // Last one wins, as for every other key.
+                        ty = map.next_value_seed(TypeSeed)?;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Peek { ty })
+            }
+        }
+        d.deserialize_map(PeekVisitor)
+    }
+}
+
+/// A `type` value: a string (borrowed when possible) or null.
+struct TypeSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for TypeSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Option<Cow<'de, str>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the event type as a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Decodes `bytes` as `T`: fast path without path tracking, slow path only to report the path.

@@ -3,6 +3,8 @@
 //! Everything is read from the repository (schemas/terra/), never from ../shared.
 #![allow(dead_code)]
 
+pub mod schema;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
