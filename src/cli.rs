@@ -6,8 +6,10 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{Cli, Command, HealthcheckArgs};
-use crate::{db, server, telemetry};
+use crate::config::{Cli, Command, HealthcheckArgs, ReprocessArgs};
+use crate::db::queue;
+use crate::metrics::Metrics;
+use crate::{db, server, telemetry, worker};
 
 /// Parses the command line (and `.env`) and runs the chosen command.
 pub async fn main() -> ExitCode {
@@ -64,8 +66,49 @@ async fn run(command: Command) -> Result<(), String> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Reprocess(args) => reprocess(args).await,
         Command::Healthcheck(args) => healthcheck(&args).await,
     }
+}
+
+async fn reprocess(args: ReprocessArgs) -> Result<(), String> {
+    let selection = queue::Selection {
+        ids: args.ids,
+        event_types: args.event_types,
+        statuses: args.statuses,
+        since: args.since,
+        until: args.until,
+    };
+    let unfiltered = selection.ids.is_empty()
+        && selection.event_types.is_empty()
+        && selection.statuses.is_empty()
+        && selection.since.is_none()
+        && selection.until.is_none();
+    if unfiltered && !args.all {
+        return Err(
+            "no deliveries selected: give --id, --type, --status, --since/--until, or --all".into(),
+        );
+    }
+    let url = args.database.url().map_err(|e| e.to_string())?;
+    let pool = db::connect_lazy(&url, 4, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    let selected = queue::requeue(&mut conn, &selection)
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(conn);
+    println!("{selected} deliveries queued for reprocessing");
+    if args.enqueue_only {
+        return Ok(());
+    }
+    let metrics = Metrics::new();
+    let handled = worker::drain(&pool, args.max_attempts.max(1), &metrics)
+        .await
+        .map_err(|e| e.to_string())?;
+    let left = queue::count_by_status(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{handled} deliveries processed; ledger now: {left}");
+    Ok(())
 }
 
 /// A minimal HTTP/1.0 GET, so the container image needs no curl.

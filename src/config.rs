@@ -27,8 +27,49 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply the embedded database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Re-run chosen ledger deliveries through decoding and typed storage (idempotent).
+    Reprocess(ReprocessArgs),
     /// Exit 0 when a running service answers its health check (for container HEALTHCHECKs).
     Healthcheck(HealthcheckArgs),
+}
+
+/// Settings of `reprocess`. Filters combine with AND; repeat a flag to give several values.
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Ledger ids (terra.deliveries.id).
+    #[arg(long = "id")]
+    pub ids: Vec<i64>,
+
+    /// Event types, e.g. --type activity --type sleep.
+    #[arg(long = "type")]
+    pub event_types: Vec<String>,
+
+    /// Processing states: pending, done, failed, parked.
+    #[arg(long = "status", value_parser = ["pending", "done", "failed", "parked"])]
+    pub statuses: Vec<String>,
+
+    /// Received at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Received before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Select every delivery (required when no filter is given, so nothing is re-run by accident).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Only put the deliveries back in the queue; running services process them.
+    #[arg(long)]
+    pub enqueue_only: bool,
+
+    /// Attempts before a delivery that keeps failing is parked.
+    #[arg(long, env = "TERRA_SINK_MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: i32,
 }
 
 /// How logs are written.
@@ -103,6 +144,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TERRA_SINK_PERSIST_TIMEOUT_MS", default_value_t = 1500)]
     pub persist_timeout_ms: u64,
 
+    /// Background workers turning ledger deliveries into typed rows (0: this instance only receives).
+    #[arg(long, env = "TERRA_SINK_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// Milliseconds between an idle worker's looks for deliveries received by other instances.
+    #[arg(long, env = "TERRA_SINK_WORKER_POLL_MS", default_value_t = 500)]
+    pub worker_poll_ms: u64,
+
+    /// Attempts before a delivery whose processing keeps failing is parked.
+    #[arg(long, env = "TERRA_SINK_MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: i32,
+
     /// Apply pending migrations at start-up.
     #[arg(long, env = "TERRA_SINK_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,
@@ -176,6 +229,7 @@ pub struct ServeConfig {
     pub body_read_timeout: Duration,
     pub persist_timeout: Duration,
     pub migrate_on_start: bool,
+    pub worker: crate::worker::WorkerConfig,
 }
 
 impl DatabaseArgs {
@@ -213,6 +267,11 @@ impl ServeArgs {
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             persist_timeout: Duration::from_millis(self.persist_timeout_ms),
             migrate_on_start: self.migrate_on_start,
+            worker: crate::worker::WorkerConfig {
+                concurrency: self.workers,
+                poll_interval: Duration::from_millis(self.worker_poll_ms),
+                max_attempts: self.max_attempts.max(1),
+            },
         })
     }
 }

@@ -12,4 +12,6 @@ pub mod model;
 pub mod peek;
 pub mod server;
 pub mod signature;
+pub mod store;
 pub mod telemetry;
+pub mod worker;

@@ -17,6 +17,13 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a processing outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessedLabels {
+    /// `done`, `failed` (will retry) or `parked` (needs attention).
+    pub outcome: &'static str,
+}
+
 /// Labels of a signature rejection.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectionLabels {
@@ -57,6 +64,8 @@ pub struct Metrics {
     pub body_bytes: Histogram,
     /// Request latency by route and status.
     pub request_duration: Family<RequestLabels, Histogram, LatencyBuckets>,
+    /// Deliveries processed into typed rows, by outcome.
+    pub processed: Family<ProcessedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -106,8 +115,15 @@ impl Metrics {
             "HTTP request latency by route and status",
             request_duration.clone(),
         );
+        let processed = Family::<ProcessedLabels, Counter>::default();
+        registry.register(
+            "deliveries_processed",
+            "Ledger deliveries processed into typed rows, by outcome (parked ones need attention)",
+            processed.clone(),
+        );
         Self {
             registry,
+            processed,
             deliveries,
             signature_rejections,
             duplicates,
@@ -128,6 +144,13 @@ impl Metrics {
                 event_type,
                 outcome,
             })
+            .inc();
+    }
+
+    /// Counts one processed delivery.
+    pub fn processed(&self, outcome: &'static str) {
+        self.processed
+            .get_or_create(&ProcessedLabels { outcome })
             .inc();
     }
 

@@ -12,6 +12,7 @@ use crate::config::ServeConfig;
 use crate::http::{self, AppState, IngestLimits};
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
+use crate::worker::{self, WorkerConfig};
 
 /// A service whose listeners are bound and which is ready to run.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct Server {
     router: Router,
     metrics: Option<(TcpListener, Router)>,
     webhook_path: String,
+    state: AppState,
+    worker: WorkerConfig,
 }
 
 impl Server {
@@ -37,6 +40,7 @@ impl Server {
                 persist_timeout: config.persist_timeout,
             }),
             metrics: Arc::new(Metrics::new()),
+            wake: Arc::new(tokio::sync::Notify::new()),
         };
         let listener = TcpListener::bind(config.bind).await?;
         let metrics = match config.metrics_bind {
@@ -46,12 +50,14 @@ impl Server {
             )),
             None => None,
         };
-        let router = http::router(state, &config.webhook_path, metrics.is_none());
+        let router = http::router(state.clone(), &config.webhook_path, metrics.is_none());
         Ok(Self {
             listener,
             router,
             metrics,
             webhook_path: config.webhook_path.clone(),
+            state,
+            worker: config.worker.clone(),
         })
     }
 
@@ -65,7 +71,8 @@ impl Server {
         self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests finish.
+    /// Serves and processes until `shutdown` completes; then stops accepting, lets in-flight
+    /// requests finish, and lets each worker finish the delivery it holds.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -81,10 +88,17 @@ impl Server {
             metrics_addr = ?self.metrics_addr(),
             "terra-sink listening"
         );
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
-        let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
-            let _ = rx.changed().await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
         };
+        let workers = worker::spawn(
+            self.state.pool.clone(),
+            self.worker.clone(),
+            self.state.metrics.clone(),
+            self.state.wake.clone(),
+            stop_rx.clone(),
+        );
         let metrics_task = self.metrics.map(|(listener, router)| {
             tokio::spawn(
                 axum::serve(listener, router)
@@ -94,13 +108,16 @@ impl Server {
         });
         tokio::spawn(async move {
             shutdown.await;
-            let _ = stop_tx.send(());
+            let _ = stop_tx.send(true);
         });
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stopped(stop_rx))
             .await?;
         if let Some(task) = metrics_task {
             task.await.map_err(std::io::Error::other)??;
+        }
+        for task in workers {
+            task.await.map_err(std::io::Error::other)?;
         }
         tracing::info!("terra-sink stopped");
         Ok(())

@@ -3,6 +3,7 @@
 //! All SQL lives under this module (one file per table group) so a reader finds where data lands.
 
 pub mod ledger;
+pub mod queue;
 
 use std::time::Duration;
 

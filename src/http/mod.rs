@@ -44,6 +44,8 @@ pub struct AppState {
     pub ingest: Arc<IngestLimits>,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
+    /// Wakes this instance's workers when a new delivery is stored.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The main router: the webhook path, `/healthz`, `/readyz` and, unless served elsewhere,

@@ -71,7 +71,10 @@ pub async fn receive(
     };
 
     let outcome = match stored {
-        Stored::New(_) => "stored",
+        Stored::New(_) => {
+            state.wake.notify_one();
+            "stored"
+        }
         Stored::Duplicate(_) => {
             state.metrics.duplicates.inc();
             "duplicate"

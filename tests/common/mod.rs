@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 use terra_sink::config::ServeConfig;
 use terra_sink::server::Server;
+use terra_sink::worker::WorkerConfig;
 use tokio::sync::oneshot;
 
 /// The signing secret every test app is configured with.
@@ -38,6 +39,11 @@ pub fn test_config() -> ServeConfig {
         body_read_timeout: Duration::from_secs(30),
         persist_timeout: Duration::from_millis(1500),
         migrate_on_start: false,
+        worker: WorkerConfig {
+            concurrency: 2,
+            poll_interval: Duration::from_millis(200),
+            max_attempts: 3,
+        },
     }
 }
 
