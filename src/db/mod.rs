@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod queue;
+pub mod store;
 
 use std::time::Duration;
 
