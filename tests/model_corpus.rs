@@ -294,7 +294,7 @@ fn generated_events_round_trip_losslessly() {
     let seed: u64 = std::env::var("MODEL_CORPUS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x7E44A_5EED);
+        .unwrap_or(0x7E44_A5EE);
     let events: usize = 3000;
     let schemas = Schemas::load();
     let union: Vec<String> = schemas.files["WebhookEventType.yaml"]["oneOf"]

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use super::prelude::*;
 use super::{DecodeError, Model};
@@ -189,37 +189,66 @@ macro_rules! typed_variants {
     };
 }
 
-/// Just the `type` of a body, borrowed when possible; every other value is skipped with
-/// `IgnoredAny` (validated, never allocated). Only a JSON object is accepted.
-struct Peek<'a> {
-    ty: Option<Cow<'a, str>>,
+/// Just the `type` of a body, borrowed when possible. Only a JSON object is accepted.
+///
+/// Terra puts `type` first, so the visitor stops as soon as it has a string `type` (reporting
+/// a private "found" error that the caller recognises): the rest of the body is then scanned
+/// only once, by the typed decoder. Before `type`, values are skipped with `IgnoredAny`
+/// (validated, never allocated). A later duplicate `type` key is therefore ignored for dispatch.
+struct PeekVisitor<'s, 'de> {
+    slot: &'s mut Option<Cow<'de, str>>,
 }
 
-impl<'de> Deserialize<'de> for Peek<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct PeekVisitor;
-        impl<'de> serde::de::Visitor<'de> for PeekVisitor {
-            type Value = Peek<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Peek<'de>, A::Error> {
-                let mut ty = None;
-                while let Some(key) = map.next_key_seed(super::macros::KeySeed)? {
-                    if key == "type" {
-                        // Last one wins, as for every other key.
-                        ty = map.next_value_seed(TypeSeed)?;
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
+/// The private error message that means "`type` found, stop scanning".
+const FOUND: &str = "\u{0}terra-sink: type found";
+
+impl<'de> serde::de::Visitor<'de> for PeekVisitor<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(super::macros::KeySeed)? {
+            if key == "type" {
+                *self.slot = map.next_value_seed(TypeSeed)?;
+                if self.slot.is_some() {
+                    return Err(serde::de::Error::custom(FOUND));
                 }
-                Ok(Peek { ty })
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
             }
         }
-        d.deserialize_map(PeekVisitor)
+        Ok(())
+    }
+}
+
+/// Finds the body's `type` (or `None` for an object without one).
+fn peek_type(bytes: &[u8]) -> Result<Option<Cow<'_, str>>, DecodeError> {
+    use serde::Deserializer as _;
+    let mut slot = None;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let res = (&mut de).deserialize_map(PeekVisitor { slot: &mut slot });
+    match res {
+        Ok(()) => Ok(slot),
+        Err(_) if slot.is_some() => Ok(slot),
+        Err(fast) => {
+            // Report where it failed: the same scan again, with path tracking.
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let mut track = serde_path_to_error::Track::new();
+            let mut slot = None;
+            let tracked = serde_path_to_error::Deserializer::new(&mut de, &mut track)
+                .deserialize_map(PeekVisitor { slot: &mut slot });
+            let path = match tracked {
+                Err(_) => track.path().to_string(),
+                Ok(()) => ".".to_owned(),
+            };
+            Err(DecodeError {
+                path,
+                message: fast.to_string(),
+            })
+        }
     }
 }
 
@@ -271,8 +300,8 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 impl Event {
     /// Decodes a webhook body. Never panics; errors name the JSON path that failed.
     pub fn from_slice(bytes: &[u8]) -> Result<Event, DecodeError> {
-        let peek: Peek<'_> = decode_peek(bytes)?;
-        let ty = peek.ty.as_deref();
+        let peeked = peek_type(bytes)?;
+        let ty = peeked.as_deref();
         Ok(match ty {
             Some("activity") => Event::Activity(decode(bytes)?),
             Some("body") => Event::Body(decode(bytes)?),
@@ -415,23 +444,6 @@ impl Event {
     /// Re-encodes the event as JSON (lossless: unknown keys are written back).
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
         serde_json::to_value(self)
-    }
-}
-
-/// Peeks the `type`, reporting a path when the body is not even an object with a string `type`.
-fn decode_peek(bytes: &[u8]) -> Result<Peek<'_>, DecodeError> {
-    match serde_json::from_slice::<Peek<'_>>(bytes) {
-        Ok(p) => Ok(p),
-        Err(fast) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            match serde_path_to_error::deserialize::<_, Peek<'_>>(&mut de) {
-                Err(e) => Err(DecodeError::from_path_error(e)),
-                Ok(_) => Err(DecodeError {
-                    path: ".".to_owned(),
-                    message: fast.to_string(),
-                }),
-            }
-        }
     }
 }
 
