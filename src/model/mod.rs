@@ -18,6 +18,8 @@
 //!
 //! Pure code: no I/O, no database, no async.
 
+#![warn(missing_docs)]
+
 #[macro_use]
 #[doc(hidden)]
 pub mod macros;

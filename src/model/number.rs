@@ -105,3 +105,29 @@ impl Visitor<'_> for IntegerVisitor {
 }
 
 impl super::Model for Integer {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_floats_become_integers_and_fractions_are_kept() {
+        let parse = |s: &str| serde_json::from_str::<Integer>(s).unwrap();
+        assert_eq!(parse("7902").as_i64(), Some(7902));
+        assert_eq!(parse("7902.0").as_i64(), Some(7902));
+        assert_eq!(parse("-3").as_i64(), Some(-3));
+        assert_eq!(parse("7902.5").as_i64(), None);
+        assert_eq!(parse("7902.5").as_f64(), 7902.5);
+        assert_eq!(
+            parse("18446744073709551615").as_i64(),
+            None,
+            "beyond i64: kept as float"
+        );
+        assert_eq!(parse("1e3").as_i64(), Some(1000));
+        assert!(serde_json::from_str::<Integer>("\"7\"").is_err());
+        assert_eq!(serde_json::to_string(&parse("7902.0")).unwrap(), "7902");
+        assert_eq!(serde_json::to_string(&parse("7902.5")).unwrap(), "7902.5");
+        assert_eq!(Integer::from_f64(f64::NAN).as_i64(), None);
+        assert_eq!(Integer::from_f64(9.3e18).as_i64(), None, "out of i64 range");
+    }
+}
