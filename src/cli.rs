@@ -1,15 +1,19 @@
 //! The commands of the `terra-sink` binary: parse, dispatch, report one clear line on failure.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{Cli, Command, HealthcheckArgs, ReprocessArgs};
+use crate::config::{
+    BackfillArgs, Cli, Command, HealthcheckArgs, ReprocessArgs, SendArgs, WorkerArgs,
+};
 use crate::db::queue;
 use crate::metrics::Metrics;
-use crate::{db, server, telemetry, worker};
+use crate::worker::Processor;
+use crate::{db, server, telemetry};
 
 /// Parses the command line (and `.env`) and runs the chosen command.
 pub async fn main() -> ExitCode {
@@ -68,6 +72,131 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Reprocess(args) => reprocess(args).await,
         Command::Healthcheck(args) => healthcheck(&args).await,
+        Command::Backfill(args) => backfill(*args).await,
+        Command::Send(args) => send(args).await,
+    }
+}
+
+async fn backfill(args: BackfillArgs) -> Result<(), String> {
+    use crate::backfill::{self, client, plan, BackfillConfig, BackfillError, Progress, Users};
+
+    let missing =
+        |what: &str, env: &str, flag: &str| format!("{what} is not set: set {env} (or {flag})");
+    let dev_id = args
+        .dev_id
+        .ok_or_else(|| missing("the Terra developer id", "TERRA_DEV_ID", "--dev-id"))?;
+    let api_key = args
+        .api_key
+        .ok_or_else(|| missing("the Terra API key", "TERRA_API_KEY", "--api-key"))?;
+    let today = chrono::Utc::now().date_naive();
+    let range = plan::resolve_range(args.start_date, args.end_date, args.days, today)
+        .map_err(|e| e.to_string())?;
+    let users = if args.all_users {
+        Users::AllActive
+    } else {
+        Users::Listed(args.user_ids)
+    };
+    let types = if args.types.is_empty() {
+        plan::DataType::ALL.to_vec()
+    } else {
+        args.types
+    };
+    let config = BackfillConfig {
+        client: client::ClientConfig {
+            base_url: args.api_url,
+            dev_id,
+            api_key,
+            request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+            retry: client::RetryPolicy {
+                max_retries: args.max_retries,
+                initial_backoff: Duration::from_millis(args.initial_backoff_ms),
+                max_backoff: Duration::from_secs(args.max_backoff_secs),
+            },
+        },
+        users,
+        types,
+        range,
+        window_days: args.window_days,
+        with_samples: args.with_samples,
+        refetch: args.refetch,
+        day_budget: args.days_per_minute,
+        budget_period: Duration::from_secs(60),
+        concurrency: args.concurrency,
+        progress: if args.no_progress {
+            Progress::Never
+        } else {
+            Progress::Auto
+        },
+    };
+    let url = args.database.url().map_err(|e| e.to_string())?;
+    let pool = db::connect_lazy(&url, 8, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Ctrl-C stops after the windows in flight; finished windows are recorded, so the same
+    // command continues from there.
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let summary = match backfill::run(&pool, &config, stop_rx).await {
+        Ok(summary) => summary,
+        Err(BackfillError::Fatal { error, summary }) => {
+            println!("{summary}");
+            return Err(error.to_string());
+        }
+        Err(other) => return Err(other.to_string()),
+    };
+    println!("{summary}");
+    if !args.enqueue_only && summary.deliveries_new > 0 {
+        drain(&pool, &args.worker).await?;
+    }
+    if summary.windows_failed > 0 {
+        return Err(format!(
+            "{} windows failed; run the same command again to retry them",
+            summary.windows_failed
+        ));
+    }
+    Ok(())
+}
+
+async fn send(args: SendArgs) -> Result<(), String> {
+    if args.list_samples {
+        for name in crate::send::sample_names() {
+            println!("{name}");
+        }
+        return Ok(());
+    }
+    let body = match (&args.file, &args.sample) {
+        (Some(path), _) => {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        (None, Some(name)) => crate::send::sample(name)
+            .ok_or_else(|| {
+                let names: Vec<_> = crate::send::sample_names().collect();
+                format!("no built-in sample {name:?}; one of: {}", names.join(", "))
+            })?
+            .as_bytes()
+            .to_vec(),
+        (None, None) => return Err("give --file or --sample".into()),
+    };
+    let secret = args
+        .secret
+        .and_then(|list| list.0.into_iter().next())
+        .ok_or("the signing secret is not set: set TERRA_SIGNING_SECRET (or --secret)")?;
+    let reply = crate::send::send(&crate::send::Delivery {
+        url: &args.url,
+        secret: &secret,
+        body: &body,
+        trace_id: args.trace_id.as_deref(),
+        timestamp: chrono::Utc::now().timestamp(),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("HTTP {} {}", reply.status, reply.reason);
+    println!("{}", reply.body);
+    if reply.accepted() {
+        Ok(())
+    } else {
+        Err(format!("the receiver answered {}", reply.status))
     }
 }
 
@@ -100,11 +229,14 @@ async fn reprocess(args: ReprocessArgs) -> Result<(), String> {
     if args.enqueue_only {
         return Ok(());
     }
-    let metrics = Metrics::new();
-    let handled = worker::drain(&pool, args.max_attempts.max(1), &metrics)
-        .await
-        .map_err(|e| e.to_string())?;
-    let left = queue::count_by_status(&pool)
+    drain(&pool, &args.worker).await
+}
+
+/// Processes every due delivery in this process and prints where the ledger stands.
+async fn drain(pool: &sqlx::PgPool, worker: &WorkerArgs) -> Result<(), String> {
+    let processor = Processor::new(pool.clone(), worker.config(), Arc::new(Metrics::new()));
+    let handled = processor.drain().await.map_err(|e| e.to_string())?;
+    let left = queue::count_by_status(pool)
         .await
         .map_err(|e| e.to_string())?;
     println!("{handled} deliveries processed; ledger now: {left}");

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
+use crate::lifecycle::RevokedDataPolicy;
+
 /// terra-sink: receives Terra webhooks, keeps every verified delivery in PostgreSQL and decodes it
 /// into typed tables in the `terra` schema.
 #[derive(Debug, Parser)]
@@ -31,6 +33,10 @@ pub enum Command {
     Reprocess(ReprocessArgs),
     /// Exit 0 when a running service answers its health check (for container HEALTHCHECKs).
     Healthcheck(HealthcheckArgs),
+    /// Pull history from Terra's REST API into the ledger; typed rows as for webhooks.
+    Backfill(Box<BackfillArgs>),
+    /// Sign a JSON body (a file or a built-in sample) as Terra does and POST it to a webhook URL.
+    Send(SendArgs),
 }
 
 /// Settings of `reprocess`. Filters combine with AND; repeat a flag to give several values.
@@ -67,9 +73,8 @@ pub struct ReprocessArgs {
     #[arg(long)]
     pub enqueue_only: bool,
 
-    /// Attempts before a delivery that keeps failing is parked.
-    #[arg(long, env = "TERRA_SINK_MAX_ATTEMPTS", default_value_t = 10)]
-    pub max_attempts: i32,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 /// How logs are written.
@@ -87,6 +92,59 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// How ledger deliveries are processed into typed rows (shared by serve, reprocess and backfill).
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Background workers turning ledger deliveries into typed rows (0: this instance only receives).
+    #[arg(long, env = "TERRA_SINK_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// Milliseconds between an idle worker's looks for deliveries received by other instances.
+    #[arg(long, env = "TERRA_SINK_WORKER_POLL_MS", default_value_t = 500)]
+    pub worker_poll_ms: u64,
+
+    /// Attempts before a delivery whose processing keeps failing is parked.
+    #[arg(long, env = "TERRA_SINK_MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: i32,
+
+    /// What deauth and access_revoked do to the user's stored health data.
+    #[arg(long, env = "TERRA_SINK_REVOKED_DATA", value_enum, default_value_t = RevokedDataPolicy::Keep)]
+    pub revoked_data: RevokedDataPolicy,
+
+    /// Seconds a ping-mode (s3_payload) download may take.
+    #[arg(
+        long,
+        env = "TERRA_SINK_S3_DOWNLOAD_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub s3_download_timeout_secs: u64,
+
+    /// Largest ping-mode payload in bytes (default 512 MiB).
+    #[arg(long, env = "TERRA_SINK_S3_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub s3_max_bytes: usize,
+
+    /// Also download plain http:// ping-mode URLs (for local testing only).
+    #[arg(long, env = "TERRA_SINK_S3_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_allow_http: bool,
+}
+
+impl WorkerArgs {
+    /// The processing settings.
+    pub fn config(&self) -> crate::worker::WorkerConfig {
+        crate::worker::WorkerConfig {
+            concurrency: self.workers,
+            poll_interval: Duration::from_millis(self.worker_poll_ms),
+            max_attempts: self.max_attempts.max(1),
+            revoked_data: self.revoked_data,
+            ping: crate::ping::PingConfig {
+                timeout: Duration::from_secs(self.s3_download_timeout_secs),
+                max_bytes: self.s3_max_bytes,
+                allow_http: self.s3_allow_http,
+            },
+        }
+    }
 }
 
 /// Where the database is.
@@ -144,17 +202,8 @@ pub struct ServeArgs {
     #[arg(long, env = "TERRA_SINK_PERSIST_TIMEOUT_MS", default_value_t = 1500)]
     pub persist_timeout_ms: u64,
 
-    /// Background workers turning ledger deliveries into typed rows (0: this instance only receives).
-    #[arg(long, env = "TERRA_SINK_WORKERS", default_value_t = 2)]
-    pub workers: usize,
-
-    /// Milliseconds between an idle worker's looks for deliveries received by other instances.
-    #[arg(long, env = "TERRA_SINK_WORKER_POLL_MS", default_value_t = 500)]
-    pub worker_poll_ms: u64,
-
-    /// Attempts before a delivery whose processing keeps failing is parked.
-    #[arg(long, env = "TERRA_SINK_MAX_ATTEMPTS", default_value_t = 10)]
-    pub max_attempts: i32,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 
     /// Apply pending migrations at start-up.
     #[arg(long, env = "TERRA_SINK_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
@@ -167,6 +216,136 @@ pub struct HealthcheckArgs {
     /// Health endpoint to query.
     #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
     pub url: String,
+}
+
+/// Settings of `backfill`. Dates are calendar days (YYYY-MM-DD); the end date is exclusive.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("users").required(true).args(["user_ids", "all_users"])))]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Terra developer id (sent as the dev-id header).
+    #[arg(long, env = "TERRA_DEV_ID")]
+    pub dev_id: Option<String>,
+
+    /// Terra API key (sent as the x-api-key header).
+    #[arg(long, env = "TERRA_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub api_key: Option<SecretString>,
+
+    /// Base URL of Terra's REST API.
+    #[arg(long, env = "TERRA_API_URL", default_value = crate::backfill::client::DEFAULT_BASE_URL)]
+    pub api_url: String,
+
+    /// Terra user ids to backfill; repeat for several.
+    #[arg(long = "user-id")]
+    pub user_ids: Vec<String>,
+
+    /// Backfill every active user in terra.users.
+    #[arg(long, conflicts_with = "user_ids")]
+    pub all_users: bool,
+
+    /// Data types; repeat for several (default: all six).
+    #[arg(long = "type", value_enum)]
+    pub types: Vec<crate::backfill::plan::DataType>,
+
+    /// First day to fetch.
+    #[arg(long, conflicts_with = "days")]
+    pub start_date: Option<chrono::NaiveDate>,
+
+    /// Day after the last day to fetch (exclusive; default: tomorrow, so today is included).
+    #[arg(long)]
+    pub end_date: Option<chrono::NaiveDate>,
+
+    /// Fetch the N days before the end date (default: the last N days, today included).
+    #[arg(long)]
+    pub days: Option<u32>,
+
+    /// Ask Terra for detailed samples (heart rate, GPS…) as well as summaries.
+    #[arg(long, env = "TERRA_BACKFILL_WITH_SAMPLES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub with_samples: bool,
+
+    /// Days per request (at most 28, so Terra answers inline instead of through the webhook).
+    #[arg(long, env = "TERRA_BACKFILL_WINDOW_DAYS", default_value_t = 28,
+          value_parser = clap::value_parser!(u32).range(1..=28))]
+    pub window_days: u32,
+
+    /// Days of data one user may request per minute (Terra counts the days each request covers,
+    /// per user); 0 disables the limit.
+    #[arg(long, env = "TERRA_BACKFILL_DAYS_PER_MINUTE", default_value_t = 365)]
+    pub days_per_minute: u32,
+
+    /// Users fetched at the same time.
+    #[arg(long, env = "TERRA_BACKFILL_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Retries of a request that got 429, 5xx or no answer, before its window counts as failed.
+    #[arg(long, env = "TERRA_BACKFILL_MAX_RETRIES", default_value_t = 6)]
+    pub max_retries: u32,
+
+    /// First retry delay in milliseconds (doubled on each retry).
+    #[arg(
+        long,
+        env = "TERRA_BACKFILL_INITIAL_BACKOFF_MS",
+        default_value_t = 1000
+    )]
+    pub initial_backoff_ms: u64,
+
+    /// Largest retry delay in seconds (also caps Retry-After).
+    #[arg(long, env = "TERRA_BACKFILL_MAX_BACKOFF_SECS", default_value_t = 300)]
+    pub max_backoff_secs: u64,
+
+    /// Seconds one request (answer included) may take.
+    #[arg(
+        long,
+        env = "TERRA_BACKFILL_REQUEST_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Request windows again even when an earlier run finished them.
+    #[arg(long)]
+    pub refetch: bool,
+
+    /// Only write the ledger; running services turn it into typed rows.
+    #[arg(long)]
+    pub enqueue_only: bool,
+
+    /// Never draw progress bars (log lines instead), even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+/// Settings of `send`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("body").required(true).args(["file", "sample", "list_samples"])))]
+pub struct SendArgs {
+    /// Webhook URL to POST to.
+    #[arg(long, default_value = crate::send::DEFAULT_URL)]
+    pub url: String,
+
+    /// Signing secret (the first one when several are given, comma-separated).
+    #[arg(long, env = "TERRA_SIGNING_SECRET", value_parser = parse_secret_list, hide_env_values = true)]
+    pub secret: Option<SecretList>,
+
+    /// JSON file to send, byte for byte.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+
+    /// Built-in sample of an event type (daily, sleep, healthcheck…; see --list-samples).
+    #[arg(long)]
+    pub sample: Option<String>,
+
+    /// Value of the x-terra-trace-id header (Terra's delivery id; the receiver dedupes on it).
+    #[arg(long)]
+    pub trace_id: Option<String>,
+
+    /// Print the built-in sample names and exit.
+    #[arg(long)]
+    pub list_samples: bool,
 }
 
 /// One or more signing secrets, never printed.
@@ -267,11 +446,7 @@ impl ServeArgs {
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             persist_timeout: Duration::from_millis(self.persist_timeout_ms),
             migrate_on_start: self.migrate_on_start,
-            worker: crate::worker::WorkerConfig {
-                concurrency: self.workers,
-                poll_interval: Duration::from_millis(self.worker_poll_ms),
-                max_attempts: self.max_attempts.max(1),
-            },
+            worker: self.worker.config(),
         })
     }
 }

@@ -3,13 +3,17 @@
 //! Data flow: [`http`] (HTTP in) → [`signature`] → [`db::ledger`] (durable ledger) → [`model`]
 //! (decode) → typed tables. [`cli`] holds the commands of the `terra-sink` binary.
 
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod peek;
+pub mod ping;
+pub mod send;
 pub mod server;
 pub mod signature;
 pub mod store;

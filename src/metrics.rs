@@ -66,6 +66,8 @@ pub struct Metrics {
     pub request_duration: Family<RequestLabels, Histogram, LatencyBuckets>,
     /// Deliveries processed into typed rows, by outcome.
     pub processed: Family<ProcessedLabels, Counter>,
+    /// Ping-mode downloads, by outcome.
+    pub downloads: Family<ProcessedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,9 +123,16 @@ impl Metrics {
             "Ledger deliveries processed into typed rows, by outcome (parked ones need attention)",
             processed.clone(),
         );
+        let downloads = Family::<ProcessedLabels, Counter>::default();
+        registry.register(
+            "s3_downloads",
+            "Ping-mode (s3_payload) downloads by outcome: ok, timeout, too_large, status, transport, refused",
+            downloads.clone(),
+        );
         Self {
             registry,
             processed,
+            downloads,
             deliveries,
             signature_rejections,
             duplicates,
@@ -150,6 +159,13 @@ impl Metrics {
     /// Counts one processed delivery.
     pub fn processed(&self, outcome: &'static str) {
         self.processed
+            .get_or_create(&ProcessedLabels { outcome })
+            .inc();
+    }
+
+    /// Counts one ping-mode download attempt.
+    pub fn download(&self, outcome: &'static str) {
+        self.downloads
             .get_or_create(&ProcessedLabels { outcome })
             .inc();
     }

@@ -12,7 +12,7 @@ use crate::config::ServeConfig;
 use crate::http::{self, AppState, IngestLimits};
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
-use crate::worker::{self, WorkerConfig};
+use crate::worker::{Processor, WorkerConfig};
 
 /// A service whose listeners are bound and which is ready to run.
 #[derive(Debug)]
@@ -92,13 +92,12 @@ impl Server {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let workers = worker::spawn(
+        let processor = Processor::new(
             self.state.pool.clone(),
             self.worker.clone(),
             self.state.metrics.clone(),
-            self.state.wake.clone(),
-            stop_rx.clone(),
         );
+        let workers = processor.spawn(self.state.wake.clone(), stop_rx.clone());
         let metrics_task = self.metrics.map(|(listener, router)| {
             tokio::spawn(
                 axum::serve(listener, router)

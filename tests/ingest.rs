@@ -391,4 +391,69 @@ fn start_up_without_configuration_fails_with_one_clear_line() {
         !stderr.contains("hunter2") && !stderr.contains("whsec_x"),
         "{stderr}"
     );
+
+    // Everything set, but the database is unreachable: one error line, no secret in it.
+    let (ok, stderr) = run(
+        &["serve"],
+        &[
+            ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/x"),
+            ("TERRA_SIGNING_SECRET", "whsec_x"),
+            ("TERRA_SINK_LOG_FORMAT", "json"),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("error: "), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("whsec_x"),
+        "{stderr}"
+    );
+}
+
+#[sqlx::test]
+async fn metrics_can_have_their_own_port_and_healthcheck_command_works(pool: PgPool) {
+    let mut config = test_config();
+    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    let server = terra_sink::server::Server::bind(&config, pool)
+        .await
+        .unwrap();
+    let main = server.local_addr().unwrap();
+    let metrics = server.metrics_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let on_main = client
+        .get(format!("http://{main}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_main.status(), 404);
+    let on_own = client
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_own.status(), 200);
+    assert!(on_own
+        .text()
+        .await
+        .unwrap()
+        .contains("# TYPE terra_sink_deliveries counter"));
+
+    let healthcheck = |url: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_terra-sink"))
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .await
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(healthcheck(format!("http://{main}/healthz")).await);
+    assert!(!healthcheck(format!("http://{main}/nope")).await);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    assert!(!healthcheck(format!("http://{main}/healthz")).await);
 }

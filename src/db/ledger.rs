@@ -1,7 +1,7 @@
 //! The ledger table `terra.deliveries`: where every authenticated delivery is kept.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 
 /// A delivery about to be written to the ledger.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub struct NewDelivery<'a> {
     pub shape: &'a str,
     /// Why the shape is not `ok`.
     pub shape_error: Option<&'a str>,
+    /// The delivery this body was fetched for (ping mode).
+    pub parent_id: Option<i64>,
 }
 
 /// What happened to a delivery written to the ledger.
@@ -60,15 +62,15 @@ pub fn dedupe_key(trace_id: Option<&str>, body_sha256: &[u8]) -> String {
 }
 
 /// Writes a delivery, or counts a repeat of one already stored. Returns once committed.
-pub async fn insert(pool: &PgPool, d: &NewDelivery<'_>) -> Result<Stored, sqlx::Error> {
+pub async fn insert(db: impl PgExecutor<'_>, d: &NewDelivery<'_>) -> Result<Stored, sqlx::Error> {
     let body_size = i32::try_from(d.body.len()).unwrap_or(i32::MAX);
     // `xmax = 0` is true only for a freshly inserted tuple, false when ON CONFLICT updated one.
     let row = sqlx::query!(
         r#"
         INSERT INTO terra.deliveries
             (dedupe_key, source, signed_at, event_type, user_id, trace_id, terra_reference,
-             ordering_ts, body, body_sha256, body_size, shape, shape_error)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ordering_ts, body, body_sha256, body_size, shape, shape_error, parent_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         ON CONFLICT (dedupe_key) DO UPDATE
             SET duplicates = terra.deliveries.duplicates + 1,
                 last_duplicate_at = now()
@@ -87,12 +89,24 @@ pub async fn insert(pool: &PgPool, d: &NewDelivery<'_>) -> Result<Stored, sqlx::
         body_size,
         d.shape,
         d.shape_error,
+        d.parent_id,
     )
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     Ok(if row.inserted {
         Stored::New(row.id)
     } else {
         Stored::Duplicate(row.id)
     })
+}
+
+/// True when a delivery with this dedupe key is already in the ledger.
+pub async fn exists(db: impl PgExecutor<'_>, dedupe_key: &str) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM terra.deliveries WHERE dedupe_key = $1) AS "found!""#,
+        dedupe_key
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(found)
 }

@@ -2,7 +2,9 @@
 //!
 //! All SQL lives under this module (one file per table group) so a reader finds where data lands.
 
+pub mod backfill;
 pub mod ledger;
+pub mod lifecycle;
 pub mod queue;
 pub mod store;
 

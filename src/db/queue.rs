@@ -19,6 +19,10 @@ pub struct Claimed {
     pub ordering_ts: Option<i64>,
     /// Attempts before this one.
     pub attempts: i32,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// Its `terra-reference` header.
+    pub terra_reference: Option<String>,
 }
 
 /// Locks the next delivery that is due, skipping rows other workers hold.
@@ -26,7 +30,7 @@ pub async fn claim_next(conn: &mut PgConnection) -> Result<Option<Claimed>, sqlx
     sqlx::query_as!(
         Claimed,
         r#"
-        SELECT id, body, ordering_ts, attempts
+        SELECT id, body, ordering_ts, attempts, received_at, terra_reference
         FROM terra.deliveries
         WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()
         ORDER BY next_attempt_at, id

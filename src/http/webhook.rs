@@ -56,6 +56,7 @@ pub async fn receive(
         body_sha256: &sha,
         shape: first_look.shape.label(),
         shape_error: first_look.shape.error(),
+        parent_id: None,
     };
     let result = tokio::time::timeout(
         state.ingest.persist_timeout,

@@ -16,6 +16,8 @@
 
 pub mod rows;
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sqlx::PgConnection;
@@ -92,10 +94,22 @@ fn raw_records(body: &[u8], expected: usize) -> Result<Vec<&RawValue>, StoreErro
     Ok(raw.data)
 }
 
-fn meta<'a>(user: &'a TerraUser, data: &'a str, source: &Source) -> Meta<'a> {
+/// The user's id and provider as `text` accepts them (see [`rows::pg_text`]).
+fn user_text(user: &TerraUser) -> (Cow<'_, str>, Option<Cow<'_, str>>) {
+    (
+        rows::pg_text(&user.user_id),
+        user.provider.as_deref().map(rows::pg_text),
+    )
+}
+
+fn meta<'a>(
+    user: &'a (Cow<'a, str>, Option<Cow<'a, str>>),
+    data: &'a str,
+    source: &Source,
+) -> Meta<'a> {
     Meta {
-        user_id: &user.user_id,
-        provider: user.provider.as_deref(),
+        user_id: &user.0,
+        provider: user.1.as_deref(),
         data,
         ordering_ts: source.ordering_ts,
         event_id: source.delivery_id,
@@ -131,16 +145,17 @@ macro_rules! apply_records {
      $table:expr, $row:path, $upsert:path, $samples:path) => {{
         let event = $event;
         let raws = raw_records($body, event.data.len())?;
+        let user = user_text(&event.user);
         for (record, raw) in event.data.iter().zip(raws) {
             let raw = raw.get();
             let row = $row(record, raw);
             let data = rows::jsonb_text(raw);
-            let upserted = $upsert(&mut *$conn, &meta(&event.user, &data, $source), &row).await?;
+            let upserted = $upsert(&mut *$conn, &meta(&user, &data, $source), &row).await?;
             finish(
                 &mut *$conn,
                 $applied,
                 upserted,
-                &event.user.user_id,
+                &user.0,
                 $table,
                 &row.common.record_key,
                 || $samples(record),
@@ -241,7 +256,8 @@ pub async fn apply(
             }
             let data = rows::jsonb_text(raw.get());
             let row = rows::athlete(athlete);
-            match sql::upsert_athlete(conn, &meta(&e.user, &data, source), &row).await? {
+            let user = user_text(&e.user);
+            match sql::upsert_athlete(conn, &meta(&user, &data, source), &row).await? {
                 Upserted::Older => a.records_skipped += 1,
                 Upserted::Inserted | Upserted::Replaced => a.records_written += 1,
             }

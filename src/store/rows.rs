@@ -72,8 +72,10 @@ pub fn digest_key(raw: &str) -> String {
 /// `start_time:<metadata.start_time as sent>`; without that either, [`digest_key`].
 pub fn id_key(id: Option<&str>, start: Option<&Timestamp>, raw: &str) -> String {
     match (id, start) {
-        (Some(id), _) if !id.is_empty() => id.to_owned(),
-        (_, Some(start)) if !start.as_str().is_empty() => format!("start_time:{}", start.as_str()),
+        (Some(id), _) if !id.is_empty() => pg_text(id).into_owned(),
+        (_, Some(start)) if !start.as_str().is_empty() => {
+            format!("start_time:{}", pg_text(start.as_str()))
+        }
         _ => digest_key(raw),
     }
 }
@@ -82,6 +84,7 @@ pub fn id_key(id: Option<&str>, start: Option<&Timestamp>, raw: &str) -> String 
 /// without a day, [`digest_key`] and no date.
 pub fn day_key(start: Option<&Timestamp>, raw: &str) -> (String, Option<NaiveDate>) {
     match start.and_then(Timestamp::day) {
+        // Ten ASCII digits and dashes (checked by `Timestamp::day`): never a NUL.
         Some(day) => (day.to_owned(), start.and_then(Timestamp::date)),
         None => (digest_key(raw), None),
     }
@@ -117,6 +120,20 @@ pub fn jsonb_text(raw: &str) -> Cow<'_, str> {
     }
     out.push_str(&raw[copied..]);
     Cow::Owned(out)
+}
+
+/// A string as PostgreSQL `text` accepts it: `text` cannot hold U+0000, which JSON strings
+/// may carry (`\u0000`); it becomes U+FFFD, as in `data` (see [`jsonb_text`]).
+pub fn pg_text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{fffd}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(pg_text)
 }
 
 /// A Terra integer as a whole number: fractional values are rounded (the exact value stays in
@@ -158,11 +175,11 @@ pub struct ActivityRow<'a> {
     /// Key and times.
     pub common: Common,
     /// `metadata.summary_id`.
-    pub summary_id: Option<&'a str>,
+    pub summary_id: Option<Cow<'a, str>>,
     /// First 10 characters of `metadata.start_time`.
     pub day: Option<NaiveDate>,
     /// `metadata.name`.
-    pub name: Option<&'a str>,
+    pub name: Option<Cow<'a, str>>,
     /// `metadata.type`.
     pub activity_type: Option<i32>,
     /// Terra's title for `metadata.type`.
@@ -201,9 +218,9 @@ pub fn activity<'a>(a: &'a Activity, raw: &str) -> ActivityRow<'a> {
             start_time: opt_utc(a.start_time()),
             end_time: opt_utc(a.end_time()),
         },
-        summary_id: a.summary_id(),
+        summary_id: opt_text(a.summary_id()),
         day: a.start_time().and_then(Timestamp::date),
-        name: meta.and_then(|m| m.name.as_deref()),
+        name: opt_text(meta.and_then(|m| m.name.as_deref())),
         activity_type: code32(kind.and_then(|k| k.code())),
         activity_type_name: kind.and_then(|k| k.name()),
         upload_type: code32(meta.and_then(|m| m.upload_type).and_then(|u| u.code())),
@@ -234,7 +251,7 @@ pub struct SleepRow<'a> {
     /// Key and times.
     pub common: Common,
     /// `metadata.summary_id`.
-    pub summary_id: Option<&'a str>,
+    pub summary_id: Option<Cow<'a, str>>,
     /// First 10 characters of `metadata.end_time` (else of `start_time`).
     pub wake_day: Option<NaiveDate>,
     /// `metadata.is_nap`.
@@ -278,7 +295,7 @@ pub fn sleep<'a>(s: &'a Sleep, raw: &str) -> SleepRow<'a> {
             start_time: opt_utc(s.start_time()),
             end_time: opt_utc(s.end_time()),
         },
-        summary_id: s.summary_id(),
+        summary_id: opt_text(s.summary_id()),
         wake_day: s
             .end_time()
             .and_then(Timestamp::date)
@@ -540,30 +557,30 @@ pub fn menstruation(m: &Menstruation, raw: &str) -> MenstruationRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AthleteRow<'a> {
     /// `athlete.first_name`.
-    pub first_name: Option<&'a str>,
+    pub first_name: Option<Cow<'a, str>>,
     /// `athlete.last_name`.
-    pub last_name: Option<&'a str>,
+    pub last_name: Option<Cow<'a, str>>,
     /// `athlete.sex`.
-    pub sex: Option<&'a str>,
+    pub sex: Option<Cow<'a, str>>,
     /// `athlete.gender`.
-    pub gender: Option<&'a str>,
+    pub gender: Option<Cow<'a, str>>,
     /// `athlete.date_of_birth` (its date part).
     pub date_of_birth: Option<NaiveDate>,
     /// `athlete.age`.
     pub age: Option<i32>,
     /// `athlete.email`.
-    pub email: Option<&'a str>,
+    pub email: Option<Cow<'a, str>>,
     /// `athlete.city`.
-    pub city: Option<&'a str>,
+    pub city: Option<Cow<'a, str>>,
     /// `athlete.state`.
-    pub state: Option<&'a str>,
+    pub state: Option<Cow<'a, str>>,
     /// `athlete.country`.
-    pub country: Option<&'a str>,
+    pub country: Option<Cow<'a, str>>,
 }
 
 /// Maps the `athlete` object of an athlete event (fields of another type are `None`).
 pub fn athlete(a: &Value) -> AthleteRow<'_> {
-    let text = |k: &str| a.get(k).and_then(Value::as_str);
+    let text = |k: &str| opt_text(a.get(k).and_then(Value::as_str));
     AthleteRow {
         first_name: text("first_name"),
         last_name: text("last_name"),
@@ -1103,6 +1120,17 @@ mod tests {
     }
 
     #[test]
+    fn nul_characters_never_reach_text_columns() {
+        assert!(matches!(pg_text("abc"), Cow::Borrowed("abc")));
+        assert_eq!(pg_text("a\0b\0"), "a\u{fffd}b\u{fffd}");
+        assert_eq!(id_key(Some("x\0"), None, "{}"), "x\u{fffd}");
+        assert_eq!(
+            id_key(None, Some(&ts("2026\0")), "{}"),
+            "start_time:2026\u{fffd}"
+        );
+    }
+
+    #[test]
     fn whole_numbers() {
         assert_eq!(whole(Some(Integer::from_i64(7902))), Some(7902));
         assert_eq!(whole(Some(Integer::from_f64(7902.0))), Some(7902));
@@ -1131,9 +1159,9 @@ mod tests {
         assert_eq!(row.common.record_key, "s1");
         assert_eq!(row.common.start_time, Some(utc("2026-07-01T06:00:00Z")));
         assert_eq!(row.common.end_time, Some(utc("2026-07-01T07:00:00Z")));
-        assert_eq!(row.summary_id, Some("s1"));
+        assert_eq!(row.summary_id.as_deref(), Some("s1"));
         assert_eq!(row.day, NaiveDate::from_ymd_opt(2026, 7, 1));
-        assert_eq!(row.name, Some("Ride"));
+        assert_eq!(row.name.as_deref(), Some("Ride"));
         assert_eq!(row.activity_type, Some(1));
         assert_eq!(row.activity_type_name, Some("Biking"));
         assert_eq!(row.upload_type, Some(2));
@@ -1242,7 +1270,7 @@ mod tests {
             row.common.record_key,
             "start_time:2026-06-30T23:12:00+01:00"
         );
-        assert_eq!(row.summary_id, None);
+        assert_eq!(row.summary_id.as_deref(), None);
         assert_eq!(row.wake_day, NaiveDate::from_ymd_opt(2026, 7, 1));
         assert_eq!(row.is_nap, Some(false));
         assert_eq!(row.upload_type, Some(2));
@@ -1392,17 +1420,17 @@ mod tests {
         )
         .unwrap();
         let row = athlete(&v);
-        assert_eq!(row.first_name, Some("John"));
-        assert_eq!(row.last_name, Some("Smith"));
-        assert_eq!(row.sex, Some("male"));
-        assert_eq!(row.gender, None, "not a string");
+        assert_eq!(row.first_name.as_deref(), Some("John"));
+        assert_eq!(row.last_name.as_deref(), Some("Smith"));
+        assert_eq!(row.sex.as_deref(), Some("male"));
+        assert_eq!(row.gender.as_deref(), None, "not a string");
         assert_eq!(row.date_of_birth, NaiveDate::from_ymd_opt(1991, 4, 12));
         assert_eq!(row.age, Some(35));
-        assert_eq!(row.email, Some("j@example.com"));
-        assert_eq!(row.city, Some("SF"));
-        assert_eq!(row.state, Some("CA"));
-        assert_eq!(row.country, Some("US"));
-        assert_eq!(athlete(&Value::Null).first_name, None);
+        assert_eq!(row.email.as_deref(), Some("j@example.com"));
+        assert_eq!(row.city.as_deref(), Some("SF"));
+        assert_eq!(row.state.as_deref(), Some("CA"));
+        assert_eq!(row.country.as_deref(), Some("US"));
+        assert_eq!(athlete(&Value::Null).first_name.as_deref(), None);
     }
 
     #[test]

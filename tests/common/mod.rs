@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use terra_sink::config::ServeConfig;
+use terra_sink::lifecycle::RevokedDataPolicy;
+use terra_sink::ping::PingConfig;
 use terra_sink::server::Server;
-use terra_sink::worker::WorkerConfig;
+use terra_sink::worker::{Processor, WorkerConfig};
 use tokio::sync::oneshot;
 
 /// The signing secret every test app is configured with.
@@ -43,6 +45,12 @@ pub fn test_config() -> ServeConfig {
             concurrency: 2,
             poll_interval: Duration::from_millis(200),
             max_attempts: 3,
+            revoked_data: RevokedDataPolicy::Keep,
+            ping: PingConfig {
+                timeout: Duration::from_secs(2),
+                max_bytes: 1024 * 1024,
+                allow_http: true,
+            },
         },
     }
 }
@@ -120,4 +128,15 @@ pub async fn ledger_count(pool: &PgPool) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// A processor over `pool` with the test configuration, for driving the queue step by step.
+pub fn processor(pool: &PgPool) -> Processor {
+    let mut config = test_config().worker;
+    config.max_attempts = 2;
+    Processor::new(
+        pool.clone(),
+        config,
+        std::sync::Arc::new(terra_sink::metrics::Metrics::new()),
+    )
 }

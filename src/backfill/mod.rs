@@ -1,0 +1,607 @@
+//! `terra-sink backfill`: pulls history from Terra's REST API into the same ledger and pipeline
+//! as webhooks, so both sources converge on the same typed rows.
+//!
+//! For each user, data type and window of at most 28 days ([`plan`]), one inline request
+//! (`to_webhook=false`, [`client`]); its records are re-shaped into a webhook body and written to
+//! `terra.deliveries` with `source = 'backfill'`, then decoded and stored by the normal workers.
+//! Each window's outcome is kept in `terra.backfill_windows`, so a new run skips finished windows.
+//!
+//! Ordering: a backfilled delivery's `ordering_ts` is Terra's clock when it answered (its `Date`
+//! header, else ours). The REST answer is Terra's state at that moment, so it replaces any copy
+//! Terra sent earlier and is replaced by any copy Terra sends later, whatever order the ledger
+//! rows are processed (or reprocessed) in. Leaving it empty would let an old backfill row that is
+//! reprocessed later clobber a newer webhook copy.
+
+pub mod client;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tokio::sync::{watch, Semaphore};
+
+use crate::db::backfill::{self as sql, WindowRecord, WindowStatus};
+use crate::db::ledger::{self, NewDelivery, Stored};
+use crate::peek::peek;
+use client::{Answer, ApiError, ClientConfig, Fetched, TerraClient};
+use plan::{DataType, DayBudget, Window};
+
+/// Which users to backfill.
+#[derive(Debug, Clone)]
+pub enum Users {
+    /// These Terra user ids.
+    Listed(Vec<String>),
+    /// Every active user in `terra.users`.
+    AllActive,
+}
+
+/// Whether to draw progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Bars when stderr is a terminal, log lines otherwise.
+    Auto,
+    /// Log lines only.
+    Never,
+}
+
+/// Everything a backfill run needs.
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    /// Terra API access.
+    pub client: ClientConfig,
+    /// Users to backfill.
+    pub users: Users,
+    /// Data types to backfill.
+    pub types: Vec<DataType>,
+    /// Days to cover, end exclusive.
+    pub range: Window,
+    /// Largest window per request (at most 28).
+    pub window_days: u32,
+    /// Ask Terra for detailed samples.
+    pub with_samples: bool,
+    /// Request windows again even when a previous run finished them.
+    pub refetch: bool,
+    /// Days one user may request per `budget_period` (0: no limit).
+    pub day_budget: u32,
+    /// The period of `day_budget`.
+    pub budget_period: Duration,
+    /// Users fetched at the same time.
+    pub concurrency: usize,
+    /// Progress display.
+    pub progress: Progress,
+}
+
+/// What a backfill did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Users backfilled.
+    pub users: usize,
+    /// Records written to the ledger, per data type.
+    pub records: BTreeMap<DataType, u64>,
+    /// Windows fetched and stored (empty answers included).
+    pub windows_done: u64,
+    /// Windows skipped because an earlier run finished them.
+    pub windows_skipped: u64,
+    /// Windows whose data Terra sends through the webhook instead.
+    pub windows_acknowledged: u64,
+    /// Windows that failed (retried by the next run).
+    pub windows_failed: u64,
+    /// Ledger rows written.
+    pub deliveries_new: u64,
+    /// Answers identical to a delivery already in the ledger (not stored again).
+    pub deliveries_duplicate: u64,
+    /// The first few failures, for the final report.
+    pub failures: Vec<String>,
+    /// True when the run stopped early (signal, or credentials refused).
+    pub interrupted: bool,
+}
+
+impl Summary {
+    fn merge(&mut self, other: Summary) {
+        for (t, n) in other.records {
+            *self.records.entry(t).or_default() += n;
+        }
+        self.windows_done += other.windows_done;
+        self.windows_skipped += other.windows_skipped;
+        self.windows_acknowledged += other.windows_acknowledged;
+        self.windows_failed += other.windows_failed;
+        self.deliveries_new += other.deliveries_new;
+        self.deliveries_duplicate += other.deliveries_duplicate;
+        self.interrupted |= other.interrupted;
+        for f in other.failures {
+            if self.failures.len() < MAX_REPORTED_FAILURES {
+                self.failures.push(f);
+            }
+        }
+    }
+
+    /// Total records written to the ledger.
+    pub fn total_records(&self) -> u64 {
+        self.records.values().sum()
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "backfill summary ({} users):", self.users)?;
+        for (t, n) in &self.records {
+            writeln!(f, "  {t:<13} {n} records")?;
+        }
+        writeln!(
+            f,
+            "  windows: {} fetched, {} already done, {} sent to the webhook by Terra, {} failed",
+            self.windows_done, self.windows_skipped, self.windows_acknowledged, self.windows_failed
+        )?;
+        write!(
+            f,
+            "  ledger: {} new deliveries, {} identical to earlier ones",
+            self.deliveries_new, self.deliveries_duplicate
+        )?;
+        for failure in &self.failures {
+            write!(f, "\n  failed: {failure}")?;
+        }
+        if self.interrupted {
+            write!(
+                f,
+                "\n  stopped early: run the same command again to continue"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+const MAX_REPORTED_FAILURES: usize = 10;
+
+/// Why a backfill stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// Terra refused the credentials (or the client could not be built): nothing can succeed.
+    #[error("{error}")]
+    Fatal {
+        /// The cause.
+        error: ApiError,
+        /// What was done before stopping.
+        summary: Box<Summary>,
+    },
+    /// The users could not be listed.
+    #[error(transparent)]
+    Users(#[from] sql::UsersError),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// State shared by the per-user tasks.
+struct Shared {
+    pool: PgPool,
+    client: TerraClient,
+    config: BackfillConfig,
+    /// Set when Terra refused the credentials: every task stops at its next window.
+    halt: AtomicBool,
+    fatal: Mutex<Option<ApiError>>,
+    stop: watch::Receiver<bool>,
+    bars: Bars,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.halt.load(Ordering::SeqCst) || *self.stop.borrow()
+    }
+}
+
+/// Runs a backfill until every window is handled, Terra refuses the credentials, or `stop`
+/// turns true (finished windows are recorded, so the next run continues from there).
+pub async fn run(
+    pool: &PgPool,
+    config: &BackfillConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<Summary, BackfillError> {
+    let client = TerraClient::new(&config.client).map_err(|error| BackfillError::Fatal {
+        error,
+        summary: Box::default(),
+    })?;
+    let users = match &config.users {
+        Users::Listed(ids) => {
+            // Keep the given order, without repeats.
+            let mut seen = HashSet::new();
+            ids.iter()
+                .filter(|id| seen.insert(id.as_str()))
+                .cloned()
+                .collect::<Vec<_>>()
+        }
+        Users::AllActive => sql::active_users(pool).await?,
+    };
+    let windows = plan::windows(config.range, config.window_days);
+    let mut types = config.types.clone();
+    types.sort();
+    types.dedup();
+    let per_user = windows.len() * types.len();
+    let bars = Bars::new(config.progress, (users.len() * per_user) as u64);
+    let shared = Arc::new(Shared {
+        pool: pool.clone(),
+        client,
+        config: BackfillConfig {
+            types,
+            ..config.clone()
+        },
+        halt: AtomicBool::new(false),
+        fatal: Mutex::new(None),
+        stop,
+        bars,
+    });
+    tracing::info!(
+        users = users.len(),
+        types = %shared.config.types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","),
+        start_date = %config.range.start,
+        end_date_exclusive = %config.range.end,
+        windows_per_user_and_type = windows.len(),
+        "backfill starting"
+    );
+
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for user in users.iter().cloned() {
+        let (shared, permits, windows) = (shared.clone(), permits.clone(), windows.clone());
+        tasks.spawn(async move {
+            // The semaphore is never closed, so acquiring only fails if it were.
+            let _permit = permits.acquire_owned().await.ok();
+            backfill_user(&shared, &user, &windows).await
+        });
+    }
+    let mut summary = Summary {
+        users: users.len(),
+        ..Summary::default()
+    };
+    let mut db_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(part)) => summary.merge(part),
+            Ok(Err(e)) => {
+                shared.halt.store(true, Ordering::SeqCst);
+                db_error.get_or_insert(e);
+            }
+            Err(e) => {
+                summary.interrupted = true;
+                summary.failures.push(format!("a worker task failed: {e}"));
+            }
+        }
+    }
+    shared.bars.finish();
+    if let Some(e) = db_error {
+        return Err(BackfillError::Database(e));
+    }
+    if *shared.stop.borrow() {
+        summary.interrupted = true;
+    }
+    let fatal = shared.fatal.lock().ok().and_then(|mut f| f.take());
+    if let Some(error) = fatal {
+        summary.interrupted = true;
+        return Err(BackfillError::Fatal {
+            error,
+            summary: Box::new(summary),
+        });
+    }
+    Ok(summary)
+}
+
+/// Every type and window of one user, in order, under the user's day budget.
+async fn backfill_user(
+    shared: &Shared,
+    user_id: &str,
+    windows: &[Window],
+) -> Result<Summary, sqlx::Error> {
+    let config = &shared.config;
+    let mut summary = Summary::default();
+    let mut budget = DayBudget::new(config.day_budget, config.budget_period);
+    let bar = shared
+        .bars
+        .user(user_id, (windows.len() * config.types.len()) as u64);
+    for &data_type in &config.types {
+        let finished: HashSet<(chrono::NaiveDate, chrono::NaiveDate)> = if config.refetch {
+            HashSet::new()
+        } else {
+            sql::finished(
+                &shared.pool,
+                user_id,
+                data_type.as_str(),
+                config.range.start,
+                config.range.end,
+            )
+            .await?
+            .into_iter()
+            .collect()
+        };
+        let mut type_records = 0u64;
+        for &window in windows {
+            if shared.stopping() {
+                summary.interrupted = true;
+                bar.finish(user_id, "stopped");
+                return Ok(summary);
+            }
+            if finished.contains(&(window.start, window.end)) {
+                summary.windows_skipped += 1;
+                shared.bars.advance(&bar, 0);
+                continue;
+            }
+            let wait = budget.wait_for(window.days(), Instant::now());
+            if !wait.is_zero() {
+                tracing::debug!(
+                    user_id,
+                    wait_ms = wait.as_millis() as u64,
+                    "day budget: waiting"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            budget.spend(window.days(), Instant::now());
+            bar.show(user_id, data_type, window, type_records);
+            let answer = shared
+                .client
+                .fetch(data_type, user_id, window, config.with_samples)
+                .await;
+            let mut record = WindowRecord {
+                user_id,
+                data_type: data_type.as_str(),
+                start_date: window.start,
+                end_date: window.end,
+                status: WindowStatus::Failed,
+                records: None,
+                delivery_id: None,
+                terra_reference: None,
+                last_error: None,
+            };
+            let error_text;
+            let mut stored_records = 0u64;
+            match answer {
+                Ok(Answer::Data(fetched)) => {
+                    let (records, delivery) = store(&shared.pool, user_id, &fetched).await?;
+                    stored_records = records;
+                    match delivery {
+                        Some(Stored::New(id)) => {
+                            summary.deliveries_new += 1;
+                            record.delivery_id = Some(id);
+                        }
+                        Some(Stored::Duplicate(id)) => {
+                            summary.deliveries_duplicate += 1;
+                            record.delivery_id = Some(id);
+                        }
+                        None => {}
+                    }
+                    record.status = WindowStatus::Done;
+                    record.records = Some(i32::try_from(records).unwrap_or(i32::MAX));
+                    summary.windows_done += 1;
+                    *summary.records.entry(data_type).or_default() += records;
+                    type_records += records;
+                    log_window(shared, user_id, data_type, window, "stored", records, None);
+                }
+                Ok(Answer::Acknowledged { reference, message }) => {
+                    record.status = WindowStatus::Acknowledged;
+                    error_text = message;
+                    record.terra_reference = reference.as_deref();
+                    record.last_error = error_text.as_deref();
+                    summary.windows_acknowledged += 1;
+                    // Not an empty window: Terra will POST the data to the webhook destination.
+                    tracing::warn!(
+                        user_id,
+                        data_type = data_type.as_str(),
+                        window = %window,
+                        terra_reference = reference.as_deref().unwrap_or("-"),
+                        "Terra answered with an acknowledgement: this window's data will arrive through the webhook instead"
+                    );
+                    sql::record(&shared.pool, &record).await?;
+                    shared.bars.advance(&bar, 0);
+                    continue;
+                }
+                Err(error) if error.is_fatal() => {
+                    tracing::error!(user_id, data_type = data_type.as_str(), window = %window, "{error}");
+                    shared.halt.store(true, Ordering::SeqCst);
+                    if let Ok(mut fatal) = shared.fatal.lock() {
+                        fatal.get_or_insert(error);
+                    }
+                    summary.interrupted = true;
+                    bar.finish(user_id, "stopped: credentials refused");
+                    return Ok(summary);
+                }
+                Err(error) => {
+                    let text = error.to_string();
+                    summary.windows_failed += 1;
+                    if summary.failures.len() < MAX_REPORTED_FAILURES {
+                        summary
+                            .failures
+                            .push(format!("{user_id} {data_type} {window}: {text}"));
+                    }
+                    log_window(shared, user_id, data_type, window, "failed", 0, Some(&text));
+                    error_text = Some(text);
+                    record.last_error = error_text.as_deref();
+                }
+            }
+            sql::record(&shared.pool, &record).await?;
+            shared.bars.advance(&bar, stored_records);
+        }
+    }
+    bar.finish(user_id, "done");
+    Ok(summary)
+}
+
+/// One line per window when there are no progress bars (at debug level when there are).
+fn log_window(
+    shared: &Shared,
+    user_id: &str,
+    data_type: DataType,
+    window: Window,
+    outcome: &str,
+    records: u64,
+    error: Option<&str>,
+) {
+    if shared.bars.visible() {
+        tracing::debug!(user_id, data_type = data_type.as_str(), start_date = %window.start, end_date = %window.end, outcome, records, error, "backfill window");
+    } else if let Some(error) = error {
+        tracing::warn!(user_id, data_type = data_type.as_str(), start_date = %window.start, end_date = %window.end, outcome, error, "backfill window");
+    } else {
+        tracing::info!(user_id, data_type = data_type.as_str(), start_date = %window.start, end_date = %window.end, outcome, records, "backfill window");
+    }
+}
+
+/// Writes a fetched window to the ledger as a webhook-shaped delivery (nothing for no records).
+async fn store(
+    pool: &PgPool,
+    user_id: &str,
+    fetched: &Fetched,
+) -> Result<(u64, Option<Stored>), sqlx::Error> {
+    if fetched.records == 0 {
+        return Ok((0, None));
+    }
+    let sha = Sha256::digest(&fetched.body);
+    // The same answer fetched twice is one delivery; a different answer is a new version.
+    let dedupe_key = format!("backfill:{}", hex::encode(sha));
+    let first_look = peek(&fetched.body);
+    let ordering_ts = fetched
+        .answered_at_ms
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    let row = NewDelivery {
+        dedupe_key: &dedupe_key,
+        source: "backfill",
+        signed_at: None,
+        event_type: first_look.event_type.as_deref(),
+        user_id: first_look.user_id.as_deref().or(Some(user_id)),
+        trace_id: None,
+        terra_reference: None,
+        ordering_ts: Some(ordering_ts),
+        body: &fetched.body,
+        body_sha256: &sha,
+        shape: first_look.shape.label(),
+        shape_error: first_look.shape.error(),
+        parent_id: None,
+    };
+    let stored = ledger::insert(pool, &row).await?;
+    Ok((fetched.records as u64, Some(stored)))
+}
+
+/// Progress bars: one overall bar and one per user being fetched (hidden off a terminal).
+struct Bars {
+    multi: Option<MultiProgress>,
+    overall: ProgressBar,
+    records: std::sync::atomic::AtomicU64,
+}
+
+/// A user's bar (a no-op when bars are hidden).
+struct UserBar(Option<ProgressBar>);
+
+impl Bars {
+    fn new(mode: Progress, total_windows: u64) -> Self {
+        let on_terminal = mode == Progress::Auto && std::io::stderr().is_terminal();
+        if !on_terminal {
+            return Self {
+                multi: None,
+                overall: ProgressBar::hidden(),
+                records: Default::default(),
+            };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = multi.add(ProgressBar::new(total_windows));
+        if let Ok(style) = ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} windows {msg}",
+        ) {
+            overall.set_style(style.progress_chars("=> "));
+        }
+        Self {
+            multi: Some(multi),
+            overall,
+            records: Default::default(),
+        }
+    }
+
+    fn visible(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    fn user(&self, user_id: &str, windows: u64) -> UserBar {
+        let Some(multi) = &self.multi else {
+            return UserBar(None);
+        };
+        let bar = multi.add(ProgressBar::new(windows));
+        if let Ok(style) =
+            ProgressStyle::with_template("  {prefix:.bold} [{bar:20}] {pos}/{len} {wide_msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(short(user_id).to_owned());
+        UserBar(Some(bar))
+    }
+
+    fn advance(&self, bar: &UserBar, records: u64) {
+        if let Some(b) = &bar.0 {
+            b.inc(1);
+        }
+        let total = self.records.fetch_add(records, Ordering::Relaxed) + records;
+        self.overall.inc(1);
+        self.overall.set_message(format!("{total} records"));
+    }
+
+    fn finish(&self) {
+        self.overall.finish();
+    }
+}
+
+impl UserBar {
+    fn show(&self, _user_id: &str, data_type: DataType, window: Window, records: u64) {
+        if let Some(b) = &self.0 {
+            b.set_message(format!("{data_type} {window} ({records} records so far)"));
+        }
+    }
+
+    fn finish(&self, _user_id: &str, why: &str) {
+        if let Some(b) = &self.0 {
+            b.finish_with_message(why.to_owned());
+        }
+    }
+}
+
+/// The first 8 characters of a user id, enough to tell users apart on a progress line.
+fn short(user_id: &str) -> &str {
+    user_id
+        .char_indices()
+        .nth(8)
+        .map_or(user_id, |(i, _)| &user_id[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_records_per_type_and_failures() {
+        let mut s = Summary {
+            users: 2,
+            ..Summary::default()
+        };
+        s.merge(Summary {
+            records: [(DataType::Daily, 3)].into(),
+            windows_done: 2,
+            windows_failed: 1,
+            failures: vec!["u1 daily [2026-01-01, 2026-01-29): HTTP 500".into()],
+            ..Summary::default()
+        });
+        s.merge(Summary {
+            records: [(DataType::Daily, 2), (DataType::Sleep, 1)].into(),
+            ..Summary::default()
+        });
+        assert_eq!(s.records[&DataType::Daily], 5);
+        assert_eq!(s.total_records(), 6);
+        let text = s.to_string();
+        assert!(text.contains("daily         5 records"), "{text}");
+        assert!(text.contains("1 failed"), "{text}");
+        assert!(text.contains("HTTP 500"), "{text}");
+    }
+
+    #[test]
+    fn short_user_ids() {
+        assert_eq!(short("40f7b0e1-89e2-43ac"), "40f7b0e1");
+        assert_eq!(short("u1"), "u1");
+    }
+}
