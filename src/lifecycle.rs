@@ -68,30 +68,28 @@ pub async fn apply(
         Event::Auth(e) => {
             // The legacy error form (or a success without a user): no usable user.
             let user_reference = e.user.as_ref().and_then(|u| u.reference_id.as_deref());
-            sql::record_auth_attempt(
-                conn,
-                delivery.id,
-                "auth",
-                user_reference.or(e.reference_id.as_deref()),
-                e.reason.as_deref(),
-                e.flow_id.as_deref(),
-                e.message.as_deref(),
-                delivery.received_at,
-            )
-            .await?;
+            let attempt = sql::AuthAttempt {
+                event_id: delivery.id,
+                event_type: "auth",
+                reference_id: user_reference.or(e.reference_id.as_deref()),
+                reason: e.reason.as_deref(),
+                flow_id: e.flow_id.as_deref(),
+                message: e.message.as_deref(),
+                received_at: delivery.received_at,
+            };
+            sql::record_auth_attempt(conn, &attempt).await?;
         }
         Event::AuthCancelled(e) => {
-            sql::record_auth_attempt(
-                conn,
-                delivery.id,
-                "auth_cancelled",
-                e.reference_id.as_deref(),
-                e.reason.as_deref(),
-                e.flow_id.as_deref(),
-                None,
-                delivery.received_at,
-            )
-            .await?;
+            let attempt = sql::AuthAttempt {
+                event_id: delivery.id,
+                event_type: "auth_cancelled",
+                reference_id: e.reference_id.as_deref(),
+                reason: e.reason.as_deref(),
+                flow_id: e.flow_id.as_deref(),
+                message: None,
+                received_at: delivery.received_at,
+            };
+            sql::record_auth_attempt(conn, &attempt).await?;
         }
         Event::Deauth(e) => {
             revoke(
@@ -273,6 +271,24 @@ pub async fn apply(
         sql::large_request(conn, reference, user, &news, delivery.received_at).await?;
     }
     Ok(())
+}
+
+/// The user a health-data event belongs to, for rewriting it to the user's current id (after a
+/// `user_reauth`, late or reprocessed data of the old id belongs to the new one).
+pub fn data_user_mut(event: &mut Event) -> Option<&mut TerraUser> {
+    match event {
+        Event::Activity(e) => Some(&mut e.user),
+        Event::Body(e) => Some(&mut e.user),
+        Event::Daily(e) => Some(&mut e.user),
+        Event::Menstruation(e) => Some(&mut e.user),
+        Event::Nutrition(e) => Some(&mut e.user),
+        Event::Sleep(e) => Some(&mut e.user),
+        Event::Athlete(e) => Some(&mut e.user),
+        Event::PlannedWorkout(e) => Some(&mut e.user),
+        Event::Hormone(e) => Some(&mut e.user),
+        Event::HealthObservation(e) => Some(&mut e.user),
+        _ => None,
+    }
 }
 
 /// What every event carrying `user` says about it: it exists, with this provider and reference.

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{watch, Notify};
 
+use crate::db;
 use crate::db::ledger::{self, NewDelivery};
 use crate::db::queue::{self, Claimed};
 use crate::lifecycle::{self, RevokedDataPolicy};
@@ -147,10 +148,13 @@ impl Processor {
         tx: &mut PgConnection,
         claimed: &Claimed,
     ) -> Result<Result<(), Failure>, WorkerError> {
-        let event = match Event::from_slice(&claimed.body) {
+        let mut event = match Event::from_slice(&claimed.body) {
             Ok(event) => event,
             Err(err) => return Ok(Err(Failure::Park(format!("undecodable: {err}")))),
         };
+        if let Some(user) = lifecycle::data_user_mut(&mut event) {
+            user.user_id = db::lifecycle::current_user_id(&mut *tx, &user.user_id).await?;
+        }
         if let Event::S3Payload(ping) = &event {
             return self.download(tx, claimed, ping).await;
         }

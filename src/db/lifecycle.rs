@@ -145,16 +145,29 @@ pub async fn current_user_id(
     Ok(current.unwrap_or_else(|| user_id.to_owned()))
 }
 
+/// A connection attempt that produced no user.
+#[derive(Debug)]
+pub struct AuthAttempt<'a> {
+    /// The ledger row.
+    pub event_id: i64,
+    /// `auth_cancelled`, or `auth` for the legacy error form.
+    pub event_type: &'a str,
+    /// The customer's own id for the end user.
+    pub reference_id: Option<&'a str>,
+    /// Why it failed.
+    pub reason: Option<&'a str>,
+    /// Terra's flow id.
+    pub flow_id: Option<&'a str>,
+    /// Terra's message.
+    pub message: Option<&'a str>,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+}
+
 /// Records a connection attempt that produced no user.
 pub async fn record_auth_attempt(
     conn: &mut PgConnection,
-    event_id: i64,
-    event_type: &str,
-    reference_id: Option<&str>,
-    reason: Option<&str>,
-    flow_id: Option<&str>,
-    message: Option<&str>,
-    received_at: DateTime<Utc>,
+    a: &AuthAttempt<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
@@ -163,13 +176,13 @@ pub async fn record_auth_attempt(
         VALUES ($1, $2, $3, $4, $5, $6, $7)
         ON CONFLICT (event_id) DO NOTHING
         "#,
-        event_id,
-        event_type,
-        reference_id,
-        reason,
-        flow_id,
-        message,
-        received_at
+        a.event_id,
+        a.event_type,
+        a.reference_id,
+        a.reason,
+        a.flow_id,
+        a.message,
+        a.received_at
     )
     .execute(conn)
     .await?;
