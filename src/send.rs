@@ -193,10 +193,10 @@ mod tests {
 
     #[test]
     fn every_known_event_type_has_a_sample() {
-        for ty in crate::peek::KNOWN_EVENT_TYPES {
+        for ty in crate::model::EVENT_TYPES {
             assert!(sample(ty).is_some(), "no sample for {ty}");
         }
-        assert_eq!(SAMPLES.len(), crate::peek::KNOWN_EVENT_TYPES.len());
+        assert_eq!(SAMPLES.len(), crate::model::EVENT_TYPES.len());
         assert!(sample("nope").is_none());
     }
 }

@@ -246,7 +246,8 @@ pub async fn run(
 
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for user in users.iter().cloned() {
+    let user_count = users.len();
+    for user in users {
         let (shared, permits, windows) = (shared.clone(), permits.clone(), windows.clone());
         tasks.spawn(async move {
             // The semaphore is never closed, so acquiring only fails if it were.
@@ -255,7 +256,7 @@ pub async fn run(
         });
     }
     let mut summary = Summary {
-        users: users.len(),
+        users: user_count,
         ..Summary::default()
     };
     let mut db_error = None;
@@ -321,7 +322,7 @@ async fn backfill_user(
         for &window in windows {
             if shared.stopping() {
                 summary.interrupted = true;
-                bar.finish(user_id, "stopped");
+                bar.finish("stopped");
                 return Ok(summary);
             }
             if finished.contains(&(window.start, window.end)) {
@@ -339,7 +340,7 @@ async fn backfill_user(
                 tokio::time::sleep(wait).await;
             }
             budget.spend(window.days(), Instant::now());
-            bar.show(user_id, data_type, window, type_records);
+            bar.show(data_type, window, type_records);
             let answer = shared
                 .client
                 .fetch(data_type, user_id, window, config.with_samples)
@@ -404,7 +405,7 @@ async fn backfill_user(
                         fatal.get_or_insert(error);
                     }
                     summary.interrupted = true;
-                    bar.finish(user_id, "stopped: credentials refused");
+                    bar.finish("stopped: credentials refused");
                     return Ok(summary);
                 }
                 Err(error) => {
@@ -424,7 +425,7 @@ async fn backfill_user(
             shared.bars.advance(&bar, stored_records);
         }
     }
-    bar.finish(user_id, "done");
+    bar.finish("done");
     Ok(summary)
 }
 
@@ -549,13 +550,13 @@ impl Bars {
 }
 
 impl UserBar {
-    fn show(&self, _user_id: &str, data_type: DataType, window: Window, records: u64) {
+    fn show(&self, data_type: DataType, window: Window, records: u64) {
         if let Some(b) = &self.0 {
             b.set_message(format!("{data_type} {window} ({records} records so far)"));
         }
     }
 
-    fn finish(&self, _user_id: &str, why: &str) {
+    fn finish(&self, why: &str) {
         if let Some(b) = &self.0 {
             b.finish_with_message(why.to_owned());
         }

@@ -53,7 +53,8 @@ impl DataType {
 
 impl std::fmt::Display for DataType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so width and alignment in format strings apply (the summary's columns).
+        f.pad(self.as_str())
     }
 }
 
