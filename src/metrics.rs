@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::peek::KNOWN_EVENT_TYPES;
+use crate::model::EVENT_TYPES;
 
 /// Labels of a delivery outcome.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,7 +144,7 @@ impl Metrics {
     /// Counts one delivery outcome; undocumented types share one label to bound cardinality.
     pub fn delivery(&self, event_type: Option<&str>, outcome: &'static str) {
         let event_type = match event_type {
-            Some(t) if KNOWN_EVENT_TYPES.contains(&t) => t.to_owned(),
+            Some(t) if EVENT_TYPES.contains(&t) => t.to_owned(),
             Some(_) => "other".to_owned(),
             None => "none".to_owned(),
         };

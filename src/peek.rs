@@ -6,35 +6,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// Every event `type` Terra documents. Anything else is stored and marked `unknown_type`.
-pub const KNOWN_EVENT_TYPES: &[&str] = &[
-    "activity",
-    "athlete",
-    "body",
-    "daily",
-    "menstruation",
-    "nutrition",
-    "sleep",
-    "auth",
-    "auth_cancelled",
-    "deauth",
-    "user_reauth",
-    "access_revoked",
-    "connection_error",
-    "permission_change",
-    "large_request_processing",
-    "large_request_sending",
-    "s3_payload",
-    "planned_workout",
-    "hormone",
-    "health_observation",
-    "lab_report.completed",
-    "lab_report.failed",
-    "healthcheck",
-    "processing",
-    "rate_limit_hit",
-    "google_no_datasource",
-];
+use crate::model::EVENT_TYPES;
 
 /// What the first look found; stored on the ledger row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +108,7 @@ pub fn peek(body: &[u8]) -> Peek {
             ..Peek::unexpected("\"type\" is not a string".to_owned())
         };
     };
-    let shape = if KNOWN_EVENT_TYPES.contains(&kind.as_str()) {
+    let shape = if EVENT_TYPES.contains(&kind.as_str()) {
         Shape::Ok
     } else {
         Shape::UnknownType

@@ -710,3 +710,49 @@ async fn ping_urls_must_be_https_unless_allowed(pool: PgPool) {
         .contains(r#"terra_sink_s3_downloads_total{outcome="refused"} 1"#));
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn operational_and_unknown_events_stay_in_the_ledger_and_are_counted(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
+    let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
+    let bodies = [
+        r#"{"type":"healthcheck","status":"success","creation_timestamp":"2026-11-01T00:00:00+00:00"}"#,
+        r#"{"type":"processing","status":"processing","message":"Processing data","retry_after_seconds":60}"#,
+        r#"{"type":"rate_limit_hit","status":"warning","message":"Rate limit reached"}"#,
+        r#"{"type":"google_no_datasource","status":"warning","message":"No datasource"}"#,
+        r#"{"type":"brand_new_kind","status":"success","anything":[1,2,3]}"#,
+    ];
+    for body in bodies {
+        assert_eq!(app.deliver(body.as_bytes(), &[]).await.status(), 200);
+    }
+    assert_eq!(processor.drain().await.unwrap(), 5);
+    let statuses: Vec<(Option<String>, String, String)> =
+        sqlx::query_as("SELECT event_type, shape, status FROM terra.deliveries ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(statuses.iter().all(|s| s.2 == "done"), "{statuses:?}");
+    assert_eq!(statuses[4].1, "unknown_type");
+    assert_eq!(rows_of(&pool, OLD).await, vec![]);
+    for table in ["users", "auth_attempts", "large_requests", "lab_reports"] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM terra.{table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for ty in [
+        "healthcheck",
+        "processing",
+        "rate_limit_hit",
+        "google_no_datasource",
+        "other",
+    ] {
+        let line =
+            format!(r#"terra_sink_deliveries_total{{event_type="{ty}",outcome="stored"}} 1"#);
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    app.stop().await;
+}

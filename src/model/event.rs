@@ -199,6 +199,36 @@ struct PeekVisitor<'s, 'de> {
     slot: &'s mut Option<Cow<'de, str>>,
 }
 
+/// Every event `type` Terra documents; anything else decodes to [`Event::Unknown`].
+pub const EVENT_TYPES: &[&str] = &[
+    "activity",
+    "athlete",
+    "body",
+    "daily",
+    "menstruation",
+    "nutrition",
+    "sleep",
+    "auth",
+    "auth_cancelled",
+    "deauth",
+    "user_reauth",
+    "access_revoked",
+    "connection_error",
+    "permission_change",
+    "large_request_processing",
+    "large_request_sending",
+    "s3_payload",
+    "planned_workout",
+    "hormone",
+    "health_observation",
+    "lab_report.completed",
+    "lab_report.failed",
+    "healthcheck",
+    "processing",
+    "rate_limit_hit",
+    "google_no_datasource",
+];
+
 /// The private error message that means "`type` found, stop scanning".
 const FOUND: &str = "\u{0}terra-sink: type found";
 
@@ -467,5 +497,28 @@ impl Serialize for Event {
             };
         }
         typed_variants!(ser)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_type_has_its_own_variant() {
+        for ty in EVENT_TYPES {
+            // The smallest body of each type; decoding may fail on missing required fields,
+            // but it must never fall through to `Unknown`.
+            let body = format!(
+                r#"{{"type":"{ty}","user":{{"user_id":"u"}},"new_user":{{"user_id":"u"}},"data":[]}}"#
+            );
+            match Event::from_slice(body.as_bytes()) {
+                Ok(Event::Unknown { .. }) => panic!("{ty} decodes to Unknown"),
+                Ok(event) => assert_eq!(event.type_name(), Some(*ty)),
+                Err(e) => panic!("{ty}: {e}"),
+            }
+        }
+        let unknown = Event::from_slice(br#"{"type":"brand_new"}"#).unwrap();
+        assert!(matches!(unknown, Event::Unknown { .. }));
     }
 }
