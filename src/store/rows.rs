@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -47,15 +47,18 @@ impl Table {
 }
 
 /// A Terra time as a `timestamptz`: the instant when it has an offset; otherwise the local
-/// wall-clock time taken as UTC; a bare date is midnight UTC. `None` when unparseable.
+/// wall-clock time taken as UTC; a bare date is midnight UTC. `None` when unparseable, and for
+/// years outside 1..=9999 (garbage, and PostgreSQL's range is narrower than chrono's: such a
+/// value must not make the whole delivery fail; the original string stays in `data`).
 pub fn to_utc(ts: &Timestamp) -> Option<DateTime<Utc>> {
-    if let Some(instant) = ts.instant() {
-        return Some(instant.with_timezone(&Utc));
-    }
-    if let Some(local) = ts.local() {
-        return Some(local.and_utc());
-    }
-    Some(ts.date()?.and_hms_opt(0, 0, 0)?.and_utc())
+    let utc = if let Some(instant) = ts.instant() {
+        instant.with_timezone(&Utc)
+    } else if let Some(local) = ts.local() {
+        local.and_utc()
+    } else {
+        ts.date()?.and_hms_opt(0, 0, 0)?.and_utc()
+    };
+    (1..=9999).contains(&utc.year()).then_some(utc)
 }
 
 fn opt_utc(ts: Option<&Timestamp>) -> Option<DateTime<Utc>> {
@@ -1066,6 +1069,12 @@ mod tests {
             Some(utc("2026-07-01T09:12:33Z"))
         );
         assert_eq!(to_utc(&ts("yesterday")), None);
+        assert_eq!(to_utc(&ts("0000-01-01T00:00:00Z")), None);
+        assert_eq!(to_utc(&ts("+20000-01-01T00:00:00Z")), None);
+        assert_eq!(
+            to_utc(&ts("9999-12-31T23:59:59Z")),
+            Some(utc("9999-12-31T23:59:59Z"))
+        );
         assert_eq!(to_utc(&ts("")), None);
     }
 
