@@ -177,15 +177,14 @@ impl TerraClient {
         loop {
             attempt += 1;
             let (why, retry_after) = match self.http.get(&url).query(&query).send().await {
-                // Without the URL: it is ours, and the error is about the connection.
-                Err(e) => (format!("request failed: {}", e.without_url()), None),
+                Err(e) => (format!("request failed: {}", describe(e)), None),
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
                     let body = match response.bytes().await {
                         Ok(body) => body,
                         Err(e) => {
-                            let why = format!("reading the answer failed: {}", e.without_url());
+                            let why = format!("reading the answer failed: {}", describe(e));
                             self.pause(attempt, None, &why, data_type, user_id, window)
                                 .await?;
                             continue;
@@ -260,6 +259,23 @@ impl TerraClient {
         tokio::time::sleep(delay).await;
         Ok(())
     }
+}
+
+/// A transport error with its causes ("error sending request: … Connection refused"), without
+/// the URL (it is ours, and the error is about the connection).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
