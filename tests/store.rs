@@ -898,3 +898,117 @@ async fn every_documented_query_runs_and_returns_rows(pool: PgPool) {
         let _ = rows[0].columns().len();
     }
 }
+
+#[sqlx::test]
+async fn samples_of_every_source_reach_their_views(pool: PgPool) {
+    let hr =
+        |ts: &str, bpm: f64| json!({"detailed": {"hr_samples": [{"timestamp": ts, "bpm": bpm}]}});
+    deliver(
+        &pool,
+        &body_of(
+            "sleep",
+            vec![json!({
+                "metadata": {"summary_id": "n1", "start_time": "2026-06-30T23:00:00+01:00"},
+                "heart_rate_data": hr("2026-06-30T23:30:00+01:00", 52.0),
+                "sleep_durations_data": {"hypnogram_samples": [
+                    {"timestamp": "2026-06-30T23:30:00+01:00", "level": 5}]},
+            })],
+        ),
+        Some(1),
+    )
+    .await;
+    deliver(
+        &pool,
+        &body_of(
+            "body",
+            vec![json!({
+                "metadata": {"start_time": "2026-07-01T00:00:00+01:00"},
+                "heart_data": {"heart_rate_data": hr("2026-07-01T08:00:00+01:00", 58.0)},
+                "glucose_data": {"blood_glucose_samples": [
+                    {"timestamp": "2026-07-01T08:00:00+01:00", "blood_glucose_mg_per_dL": 99.0}]},
+            })],
+        ),
+        Some(1),
+    )
+    .await;
+    deliver(
+        &pool,
+        &body_of(
+            "daily",
+            vec![json!({
+                "metadata": {"start_time": "2026-07-01T00:00:00"},
+                "heart_rate_data": hr("2026-07-01T12:00:00", 75.0),
+            })],
+        ),
+        Some(1),
+    )
+    .await;
+    deliver(
+        &pool,
+        &body_of(
+            "activity",
+            vec![json!({
+                "metadata": {"summary_id": "w1"},
+                "heart_rate_data": hr("2026-07-01T18:00:00Z", 150.0),
+                "position_data": {"position_samples": [
+                    {"timestamp": "2026-07-01T18:00:00Z", "coords_lat_lng_deg": [51.5, -0.12]}]},
+            })],
+        ),
+        Some(1),
+    )
+    .await;
+    let rows: Vec<(DateTime<Utc>, Option<f64>, String, String)> = sqlx::query_as(
+        "SELECT ts, bpm, source, record_key FROM terra.heart_rate_samples
+         WHERE user_id = $1 AND ts >= '2026-06-30' AND ts < '2026-07-02' ORDER BY ts",
+    )
+    .bind(USER)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                t("2026-06-30T22:30:00Z"),
+                Some(52.0),
+                "sleep".into(),
+                "n1".into()
+            ),
+            (
+                t("2026-07-01T07:00:00Z"),
+                Some(58.0),
+                "body".into(),
+                "2026-07-01".into()
+            ),
+            // No offset: the wall-clock time stored as UTC.
+            (
+                t("2026-07-01T12:00:00Z"),
+                Some(75.0),
+                "daily".into(),
+                "2026-07-01".into()
+            ),
+            (
+                t("2026-07-01T18:00:00Z"),
+                Some(150.0),
+                "activity".into(),
+                "w1".into()
+            ),
+        ]
+    );
+    let stage: (i32, String) = sqlx::query_as("SELECT level, stage FROM terra.sleep_stage_samples")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stage, (5, "deep".to_owned()));
+    let pos: (Option<f64>, Option<f64>) =
+        sqlx::query_as("SELECT lat, lng FROM terra.position_samples")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(pos, (Some(51.5), Some(-0.12)));
+    let glucose: Option<f64> = sqlx::query_scalar("SELECT mg_per_dl FROM terra.glucose_samples")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(glucose, Some(99.0));
+}
