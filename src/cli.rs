@@ -135,7 +135,13 @@ async fn backfill(args: BackfillArgs) -> Result<(), String> {
     // command continues from there.
     tokio::spawn(async move {
         server::shutdown_signal().await;
+        eprintln!(
+            "stopping after the requests in flight (again to quit at once); finished windows are kept"
+        );
         let _ = stop_tx.send(true);
+        // A retry can wait minutes (Retry-After, backoff): a second signal must still end it.
+        server::shutdown_signal().await;
+        std::process::exit(130);
     });
     let summary = match backfill::run(&pool, &config, stop_rx).await {
         Ok(summary) => summary,

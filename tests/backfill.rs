@@ -745,3 +745,27 @@ async fn backfill_and_webhooks_converge_by_answer_time(pool: PgPool) {
     drain(&pool).await;
     assert_eq!(steps(pool.clone()).await, 900);
 }
+
+#[sqlx::test]
+async fn the_day_budget_paces_a_users_requests_without_losing_any(pool: PgPool) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(daily_answer_for)
+        .mount(&server)
+        .await;
+    // 2 days per 500 ms and 1-day windows: the third request waits for the first to age out.
+    let mut cfg = config(&server, "2026-01-01", "2026-01-04", &[DataType::Daily]);
+    cfg.window_days = 1;
+    cfg.day_budget = 2;
+    cfg.budget_period = Duration::from_millis(500);
+    let summary = run(&pool, &cfg).await.unwrap();
+    assert_eq!(summary.windows_done, 3);
+    assert_eq!(
+        requested(&server).await,
+        vec![
+            window("/daily", "2026-01-01", "2026-01-02"),
+            window("/daily", "2026-01-02", "2026-01-03"),
+            window("/daily", "2026-01-03", "2026-01-04"),
+        ]
+    );
+}

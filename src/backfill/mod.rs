@@ -337,7 +337,18 @@ async fn backfill_user(
                     wait_ms = wait.as_millis() as u64,
                     "day budget: waiting"
                 );
-                tokio::time::sleep(wait).await;
+                // The budget can hold a user back for up to a minute: a stop must not wait for it.
+                let mut stop = shared.stop.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    // Err (no sender left) disables this branch: the budget is still honoured.
+                    Ok(_) = stop.wait_for(|stop| *stop) => {}
+                }
+                if shared.stopping() {
+                    summary.interrupted = true;
+                    bar.finish("stopped");
+                    return Ok(summary);
+                }
             }
             budget.spend(window.days(), Instant::now());
             bar.show(data_type, window, type_records);
