@@ -241,7 +241,7 @@ async fn reauth_moves_everything(pool: PgPool, auth_first: bool) {
     let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
     let new_auth = example("auth-authSuccess").replace(OLD, NEW);
     if auth_first {
-        deliver_all(&app, &[new_auth.clone()]).await;
+        deliver_all(&app, std::slice::from_ref(&new_auth)).await;
     }
     let data: Vec<String> = DATA_EXAMPLES.iter().map(|n| example(n)).collect();
     deliver_all(&app, &data).await;
@@ -531,7 +531,7 @@ async fn fake_s3(payload: String) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let flaky = payload.clone();
     let app = Router::new()
         .route("/ok", get(move || async move { ok }))
-        .route("/slow", get(|| std::future::pending::<String>()))
+        .route("/slow", get(std::future::pending::<String>))
         .route("/big", get(|| async { "x".repeat(200 * 1024) }))
         .route(
             "/gone",

@@ -1,6 +1,6 @@
 //! Typed storage against a real PostgreSQL: every official example lands in its table with the
 //! right values, copies overwrite by Terra's ordering rules, samples are replaced atomically,
-//! and every query of `docs/querying.md` runs.
+//! and every query of the README's "Querying your data" section runs.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -840,10 +840,17 @@ async fn every_sample_kind_is_documented(pool: PgPool) {
     assert_eq!(undocumented, Vec::<String>::new());
 }
 
-/// The ```sql blocks of docs/querying.md.
+/// The ```sql blocks of the README's "Querying your data" section.
 fn documented_queries() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/querying.md");
-    let text = std::fs::read_to_string(&path).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme
+        .find("<!-- querying:start")
+        .expect("querying section start marker");
+    let end = readme
+        .find("<!-- querying:end -->")
+        .expect("querying section end marker");
+    let text = &readme[start..end];
     let mut queries = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {

@@ -1,7 +1,7 @@
 //! Typed storage (issue 4): writes every record a decoded Terra event carries into the typed
 //! tables of the `terra` schema, inside the caller's transaction.
 //!
-//! Rules (see also `migrations/20261123000002_typed_store.sql` and `docs/querying.md`):
+//! Rules (see also `migrations/20261123000002_typed_store.sql` and the README's "Querying your data"):
 //! - one row per record, keyed per user: activity and sleep by `metadata.summary_id` (else
 //!   `start_time:<metadata.start_time>`, else the SHA-256 of the record's JSON text); daily,
 //!   body, nutrition and menstruation by the day (first 10 characters of `metadata.start_time`,
