@@ -143,17 +143,20 @@ async fn backfill(args: BackfillArgs) -> Result<(), String> {
         server::shutdown_signal().await;
         std::process::exit(130);
     });
-    let summary = match backfill::run(&pool, &config, stop_rx).await {
-        Ok(summary) => summary,
-        Err(BackfillError::Fatal { error, summary }) => {
-            println!("{summary}");
-            return Err(error.to_string());
-        }
+    let (summary, fatal) = match backfill::run(&pool, &config, stop_rx).await {
+        Ok(summary) => (summary, None),
+        Err(BackfillError::Fatal { error, summary }) => (*summary, Some(error)),
         Err(other) => return Err(other.to_string()),
     };
     println!("{summary}");
-    if !args.enqueue_only && summary.deliveries_new > 0 {
+    // What was stored before credentials were refused is good data: process it too. After a
+    // Ctrl-C the user wants out; the workers (or the next run) process it.
+    let stopped_by_user = summary.interrupted && fatal.is_none();
+    if !args.enqueue_only && !stopped_by_user {
         drain(&pool, &args.worker).await?;
+    }
+    if let Some(error) = fatal {
+        return Err(error.to_string());
     }
     if summary.windows_failed > 0 {
         return Err(format!(

@@ -769,3 +769,93 @@ async fn the_day_budget_paces_a_users_requests_without_losing_any(pool: PgPool) 
         ]
     );
 }
+
+/// The URL of the test's own database (a fresh one per #[sqlx::test]): the suite's
+/// DATABASE_URL, credentials included, with the database name replaced.
+fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let (url, query) = base.split_once('?').unwrap_or((&base, ""));
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    if query.is_empty() {
+        format!("{server}/{db}")
+    } else {
+        format!("{server}/{db}?{query}")
+    }
+}
+
+fn backfill_command(pool: &PgPool, server: &MockServer, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_terra-sink"));
+    cmd.current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .env("DATABASE_URL", database_url(pool))
+        .env("TERRA_DEV_ID", DEV_ID)
+        .env("TERRA_API_KEY", API_KEY)
+        .env("RUST_LOG", "warn")
+        .args(["backfill", "--api-url", &server.uri(), "--no-progress"])
+        .args(["--initial-backoff-ms", "10", "--max-retries", "1"])
+        .args(args);
+    cmd
+}
+
+#[sqlx::test]
+async fn the_command_backfills_processes_and_summarises(pool: PgPool) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/daily"))
+        .respond_with(daily_answer_for)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/sleep"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_raw(PROBLEM_401, "application/problem+json"),
+        )
+        .mount(&server)
+        .await;
+    let mut ok = backfill_command(
+        &pool,
+        &server,
+        &[
+            "--user-id",
+            USER,
+            "--type",
+            "daily",
+            "--start-date",
+            "2026-01-01",
+            "--end-date",
+            "2026-01-31",
+        ],
+    );
+    let out = tokio::task::spawn_blocking(move || ok.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("daily         30 records"), "{stdout}");
+    assert!(stdout.contains("2 deliveries processed"), "{stdout}");
+    let days: i64 = sqlx::query_scalar("SELECT count(*) FROM terra.daily")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(days, 30);
+
+    let mut refused = backfill_command(
+        &pool,
+        &server,
+        &["--user-id", USER, "--type", "sleep", "--days", "3"],
+    );
+    let out = tokio::task::spawn_blocking(move || refused.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("check TERRA_DEV_ID and TERRA_API_KEY"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(API_KEY) && !String::from_utf8_lossy(&out.stdout).contains(API_KEY));
+}
