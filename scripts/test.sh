@@ -36,6 +36,12 @@ run() {
     "$@"
 }
 
+# Doc tests first: the main runner's summary must be the run's last word, so a reader (or CI)
+# sees the real count, not the doc tests' count.
+if [[ $# -eq 0 || ${TERRA_SINK_TEST_DOC:-0} == 1 ]]; then
+    run cargo test --locked --doc
+fi
+
 case $runner in
     nextest) run cargo nextest run --locked --all-targets --no-fail-fast "$@" ;;
     cargo) run cargo test --locked --all-targets --no-fail-fast "$@" ;;
@@ -44,7 +50,3 @@ case $runner in
         exit 2
         ;;
 esac
-
-if [[ $# -eq 0 || ${TERRA_SINK_TEST_DOC:-0} == 1 ]]; then
-    run cargo test --locked --doc
-fi
