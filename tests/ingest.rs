@@ -15,7 +15,10 @@ const DAILY: &[u8] = br#"{"type":"daily","user":{"user_id":"u-123","provider":"O
 
 #[sqlx::test]
 async fn valid_delivery_is_stored_once_with_its_headers(pool: PgPool) {
-    let app = TestApp::spawn(pool.clone()).await;
+    // Receive only, so the row is seen exactly as the webhook left it (not yet processed).
+    let mut config = test_config();
+    config.worker.concurrency = 0;
+    let app = TestApp::spawn_with(pool.clone(), config).await;
     let res = app
         .deliver(
             DAILY,

@@ -273,3 +273,56 @@ fn reprocess(pool: &PgPool, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[sqlx::test]
+async fn a_killed_process_loses_nothing_it_acknowledged(pool: PgPool) {
+    // The real binary, receiving only, killed with SIGKILL right after it acknowledged.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_terra-sink"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url(&pool))
+        .env("TERRA_SIGNING_SECRET", common::SECRET)
+        .env("TERRA_SINK_BIND", format!("127.0.0.1:{port}"))
+        .env("TERRA_SINK_WORKERS", "0")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("the binary is up", || async {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    for day in ["2026-10-01", "2026-10-02"] {
+        let body = daily("killed", day, 42);
+        let res = client
+            .post(format!("{base}/webhooks/terra"))
+            .header("terra-signature", common::sign(&body, common::now()))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    child.kill().await.unwrap();
+    assert_eq!(count_status(&pool, "pending").await, 2);
+
+    let restarted = TestApp::spawn(pool.clone()).await;
+    eventually("processed after restart", || async {
+        count_status(&pool, "done").await == 2
+    })
+    .await;
+    assert_eq!(daily_steps(&pool, "killed").await.len(), 2);
+    restarted.stop().await;
+}
