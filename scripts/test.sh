@@ -44,7 +44,17 @@ fi
 
 case $runner in
     nextest) run cargo nextest run --locked --all-targets --no-fail-fast "$@" ;;
-    cargo) run cargo test --locked --all-targets --no-fail-fast "$@" ;;
+    cargo)
+        # cargo test closes with the count of its last test binary (often 0 for an example);
+        # end with the total instead.
+        log=$(mktemp "${TMPDIR:-/tmp}/terra-sink-test.XXXXXX")
+        status=0
+        run cargo test --locked --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+        awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
+            "${log}"
+        rm -f "$log"
+        exit "$status"
+        ;;
     *)
         echo "test: TERRA_SINK_TEST_RUNNER must be cargo or nextest, not '$runner'" >&2
         exit 2
