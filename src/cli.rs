@@ -8,7 +8,7 @@ use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{
-    BackfillArgs, Cli, Command, HealthcheckArgs, ReprocessArgs, SendArgs, WorkerArgs,
+    BackfillArgs, Cli, Command, HealthcheckArgs, LogFormat, ReprocessArgs, SendArgs, WorkerArgs,
 };
 use crate::db::queue;
 use crate::metrics::Metrics;
@@ -30,11 +30,15 @@ pub async fn main() -> ExitCode {
             };
         }
     };
-    telemetry::init(cli.log.log_format);
+    let format = cli.log.log_format;
+    telemetry::init(format);
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            tracing::error!("{message}");
+            // One line for a person; log collectors reading JSON also get it as an event.
+            if format == LogFormat::Json {
+                tracing::error!("{message}");
+            }
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }

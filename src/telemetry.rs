@@ -6,7 +6,10 @@ use crate::config::LogFormat;
 
 /// Installs the global `tracing` subscriber; RUST_LOG filters (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // sqlx relays PostgreSQL NOTICEs at info ("relation … already exists, skipping" at every
+    // start); they are not news.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
