@@ -198,6 +198,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TERRA_SINK_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub body_read_timeout_secs: u64,
 
+    /// Seconds a client gets to send a request's headers (and to start the next request on a
+    /// kept-alive connection) before the connection is closed.
+    #[arg(
+        long,
+        env = "TERRA_SINK_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub header_read_timeout_secs: u64,
+
     /// Milliseconds to wait for the database to store a delivery before answering 503.
     #[arg(long, env = "TERRA_SINK_PERSIST_TIMEOUT_MS", default_value_t = 1500)]
     pub persist_timeout_ms: u64,
@@ -406,6 +415,7 @@ pub struct ServeConfig {
     pub signature_tolerance_secs: u64,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
+    pub header_read_timeout: Duration,
     pub persist_timeout: Duration,
     pub migrate_on_start: bool,
     pub worker: crate::worker::WorkerConfig,
@@ -444,6 +454,7 @@ impl ServeArgs {
             signature_tolerance_secs: self.signature_tolerance_secs,
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             persist_timeout: Duration::from_millis(self.persist_timeout_ms),
             migrate_on_start: self.migrate_on_start,
             worker: self.worker.config(),

@@ -1,10 +1,16 @@
 //! Binding the listeners and running the service until a shutdown signal.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -23,6 +29,7 @@ pub struct Server {
     webhook_path: String,
     state: AppState,
     worker: WorkerConfig,
+    header_read_timeout: Duration,
 }
 
 impl Server {
@@ -58,6 +65,7 @@ impl Server {
             webhook_path: config.webhook_path.clone(),
             state,
             worker: config.worker.clone(),
+            header_read_timeout: config.header_read_timeout,
         })
     }
 
@@ -99,19 +107,24 @@ impl Server {
         );
         let workers = processor.spawn(self.state.wake.clone(), stop_rx.clone());
         let metrics_task = self.metrics.map(|(listener, router)| {
-            tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .into_future(),
-            )
+            tokio::spawn(serve_http(
+                listener,
+                router,
+                self.header_read_timeout,
+                stopped(stop_rx.clone()),
+            ))
         });
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stopped(stop_rx))
-            .await?;
+        serve_http(
+            self.listener,
+            self.router,
+            self.header_read_timeout,
+            stopped(stop_rx),
+        )
+        .await?;
         if let Some(task) = metrics_task {
             task.await.map_err(std::io::Error::other)??;
         }
@@ -121,6 +134,52 @@ impl Server {
         tracing::info!("terra-sink stopped");
         Ok(())
     }
+}
+
+/// Serves `router` on `listener` until `stop`, then lets open connections finish their requests.
+///
+/// Like `axum::serve`, plus a header read timeout (which needs hyper's timer, not set by
+/// axum): without it a client trickling its headers holds a connection, and a shutdown, forever.
+async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    stop: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    // Running out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

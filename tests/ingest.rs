@@ -320,6 +320,33 @@ async fn a_trickling_body_is_cut_off_by_the_read_timeout(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn trickling_headers_are_cut_off_too(pool: PgPool) {
+    let mut config = test_config();
+    config.header_read_timeout = Duration::from_secs(1);
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"POST /webhooks/terra HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The rest of the headers never comes: the server must close the connection on its own
+    // (the outer deadline only keeps a broken build from hanging the suite).
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the server kept a trickling connection open"
+    );
+    assert_eq!(ledger_count(&pool).await, 0);
+    // And shutting down is not held up by such a client.
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"POST /webhooks/terra HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn shutdown_lets_in_flight_deliveries_finish(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
