@@ -248,7 +248,7 @@ pub async fn apply(
                 sql::upsert_user(
                     conn,
                     &UserUpdate {
-                        scopes: None,
+                        scopes_if_new: scopes_of(user),
                         ..user_update(user)
                     },
                 )
@@ -323,6 +323,7 @@ async fn revoke(
             received_at: delivery.received_at,
             event_id: delivery.id,
             scopes: None,
+            scopes_if_new: None,
         },
     )
     .await?;

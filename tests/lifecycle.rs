@@ -190,6 +190,12 @@ async fn status_events_update_the_user_and_keep_its_data(pool: PgPool) {
         (u.status.as_str(), u.provider.as_deref()),
         ("connected", Some("GARMIN"))
     );
+    assert_eq!(u.reference_id.as_deref(), Some("your-user-123"));
+    assert_eq!(
+        u.scopes,
+        vec!["ACTIVITY_EXPORT", "HEALTH_EXPORT"],
+        "taken from the payload's user"
+    );
     let last: Option<chrono::DateTime<chrono::Utc>> =
         sqlx::query_scalar("SELECT last_webhook_update FROM terra.users WHERE user_id = $1")
             .bind(OLD)

@@ -15,6 +15,8 @@ pub struct UserUpdate<'a> {
     pub reference_id: Option<&'a str>,
     /// Scopes to set (replacing the stored ones).
     pub scopes: Option<Vec<String>>,
+    /// Scopes for a user created by this update only (the payload's view, not news).
+    pub scopes_if_new: Option<Vec<String>>,
     /// New status; a `replaced` user keeps its status whatever arrives later.
     pub status: Option<&'a str>,
     /// Why the status changed (Terra's message or reason).
@@ -34,7 +36,7 @@ pub async fn upsert_user(conn: &mut PgConnection, u: &UserUpdate<'_>) -> Result<
         INSERT INTO terra.users AS t
             (user_id, provider, reference_id, scopes, status, status_reason, active,
              last_webhook_update, event_id)
-        VALUES ($1, $2, $3, coalesce($4::text[], '{}'), coalesce($5, 'connected'), $6,
+        VALUES ($1, $2, $3, coalesce($4::text[], $10::text[], '{}'), coalesce($5, 'connected'), $6,
                 coalesce($7, true), $8, $9)
         ON CONFLICT (user_id) DO UPDATE SET
             provider = coalesce(EXCLUDED.provider, t.provider),
@@ -57,6 +59,7 @@ pub async fn upsert_user(conn: &mut PgConnection, u: &UserUpdate<'_>) -> Result<
         u.active,
         u.received_at,
         u.event_id,
+        u.scopes_if_new.as_deref(),
     )
     .execute(conn)
     .await?;
