@@ -194,6 +194,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TERRA_SINK_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Bytes of request bodies held in memory at once, across all requests (default 1 GiB).
+    /// A request that would exceed it gets 503, so Terra retries; at least the body limit.
+    #[arg(long, env = "TERRA_SINK_MAX_INFLIGHT_BODY_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_inflight_body_bytes: usize,
+
     /// Seconds a client gets to send a whole request body before it is cut off.
     #[arg(long, env = "TERRA_SINK_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub body_read_timeout_secs: u64,
@@ -414,6 +419,7 @@ pub struct ServeConfig {
     pub webhook_path: String,
     pub signature_tolerance_secs: u64,
     pub max_body_bytes: usize,
+    pub max_inflight_body_bytes: usize,
     pub body_read_timeout: Duration,
     pub header_read_timeout: Duration,
     pub persist_timeout: Duration,
@@ -453,6 +459,7 @@ impl ServeArgs {
             webhook_path: self.webhook_path,
             signature_tolerance_secs: self.signature_tolerance_secs,
             max_body_bytes: self.max_body_bytes,
+            max_inflight_body_bytes: self.max_inflight_body_bytes.max(self.max_body_bytes),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             persist_timeout: Duration::from_millis(self.persist_timeout_ms),

@@ -43,6 +43,9 @@ impl Server {
             )),
             ingest: Arc::new(IngestLimits {
                 max_body_bytes: config.max_body_bytes,
+                body_budget: Arc::new(tokio::sync::Semaphore::new(
+                    config.max_inflight_body_bytes.div_ceil(1024),
+                )),
                 body_read_timeout: config.body_read_timeout,
                 persist_timeout: config.persist_timeout,
             }),

@@ -347,6 +347,58 @@ async fn trickling_headers_are_cut_off_too(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn bodies_in_flight_are_capped_and_the_excess_gets_503(pool: PgPool) {
+    let mut config = test_config();
+    config.max_body_bytes = 4096;
+    config.max_inflight_body_bytes = 4096;
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    let padded = |n: usize| {
+        let body = format!(r#"{{"type":"daily","pad":"{}"}}"#, "x".repeat(n - 25));
+        assert_eq!(body.len(), n);
+        body.into_bytes()
+    };
+    // A slow sender holds 3 KiB of the 4 KiB budget while its body arrives.
+    let slow = padded(3000);
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/terra HTTP/1.1\r\nHost: x\r\nConnection: close\r\nterra-signature: {}\r\nContent-Length: {}\r\n\r\n",
+        sign(&slow, now()),
+        slow.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&slow[..100]).await.unwrap();
+    // Once the server has started reading it (it answers others meanwhile), a 2 KB delivery
+    // does not fit: 503 with Retry-After, so Terra comes back later.
+    let other = padded(2000);
+    let mut busy = None;
+    for _ in 0..100 {
+        let res = app.deliver(&other, &[]).await;
+        if res.status() == 503 {
+            busy = Some(res);
+            break;
+        }
+        // Accepted before the slow body was reserved: undo, so the retry is a new delivery.
+        sqlx::query("DELETE FROM terra.deliveries")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let busy = busy.expect("the second delivery never hit the budget");
+    assert_eq!(busy.headers()["retry-after"], "5");
+    let answer: Value = busy.json().await.unwrap();
+    assert_eq!(answer["error"], "rejected_busy");
+
+    stream.write_all(&slow[100..]).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    // The budget is returned with the body: the same delivery now fits.
+    assert_eq!(app.deliver(&other, &[]).await.status(), 200);
+    assert_eq!(ledger_count(&pool).await, 2);
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn shutdown_lets_in_flight_deliveries_finish(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();

@@ -25,6 +25,9 @@ pub enum IngestError {
     /// The connection failed while the body was read: 400.
     #[error("could not read the request body")]
     BodyRead,
+    /// Too many bodies are being received at once: 503 so that Terra retries.
+    #[error("too many deliveries in flight; retry later")]
+    Busy,
     /// The ledger could not be written: 503 so that Terra retries.
     #[error("delivery could not be stored; retry later")]
     Unavailable,
@@ -38,6 +41,7 @@ impl IngestError {
             Self::BodyTooLarge { .. } => "rejected_too_large",
             Self::BodyReadTimeout(_) => "rejected_read_timeout",
             Self::BodyRead => "rejected_body_read",
+            Self::Busy => "rejected_busy",
             Self::Unavailable => "persist_failed",
         }
     }
@@ -48,7 +52,7 @@ impl IngestError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead => StatusCode::BAD_REQUEST,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -64,7 +68,7 @@ impl IntoResponse for IngestError {
         };
         let body = Json(json!({ "error": reason, "message": self.to_string() }));
         let mut response = (self.status(), body).into_response();
-        if matches!(self, Self::Unavailable) {
+        if matches!(self, Self::Busy | Self::Unavailable) {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -27,6 +27,8 @@ use crate::signature::Verifier;
 pub struct IngestLimits {
     /// Largest accepted body in bytes.
     pub max_body_bytes: usize,
+    /// Body bytes that may be held in memory at once, in KiB permits (see `VerifiedDelivery`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Time a client gets to send the whole body.
     pub body_read_timeout: Duration,
     /// Time the ledger write may take before the answer is 503.

@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use http_body_util::BodyExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::IngestError;
 use super::AppState;
@@ -29,6 +30,8 @@ pub struct VerifiedDelivery {
     pub terra_reference: Option<String>,
     /// `x-terra-ordering-timestamp` in milliseconds: higher is newer.
     pub ordering_ts: Option<i64>,
+    /// This body's share of the in-flight body budget, returned when the delivery is dropped.
+    _budget: OwnedSemaphorePermit,
 }
 
 impl FromRequest<AppState> for VerifiedDelivery {
@@ -48,6 +51,16 @@ impl FromRequest<AppState> for VerifiedDelivery {
             });
         }
 
+        // Bodies are read before the signature can be checked, so an unauthenticated client can
+        // make us buffer: cap the total. Without Content-Length, reserve the whole limit.
+        let reserve = declared_len.map_or(limits.max_body_bytes, |len| len as usize);
+        let kib = u32::try_from(reserve.div_ceil(1024)).unwrap_or(u32::MAX);
+        let budget = limits
+            .body_budget
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| IngestError::Busy)?;
+
         let body = tokio::time::timeout(
             limits.body_read_timeout,
             read_body(body, limits.max_body_bytes, declared_len),
@@ -63,6 +76,7 @@ impl FromRequest<AppState> for VerifiedDelivery {
             terra_reference: text_header(&parts.headers, "terra-reference"),
             ordering_ts: text_header(&parts.headers, "x-terra-ordering-timestamp")
                 .and_then(|v| v.parse().ok()),
+            _budget: budget,
         })
     }
 }

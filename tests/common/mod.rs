@@ -38,6 +38,7 @@ pub fn test_config() -> ServeConfig {
         webhook_path: "/webhooks/terra".to_owned(),
         signature_tolerance_secs: 300,
         max_body_bytes: 64 * 1024 * 1024,
+        max_inflight_body_bytes: 1024 * 1024 * 1024,
         body_read_timeout: Duration::from_secs(30),
         header_read_timeout: Duration::from_secs(10),
         persist_timeout: Duration::from_millis(1500),
