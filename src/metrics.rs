@@ -1,8 +1,11 @@
 //! Prometheus metrics, one registry per running service (no globals, so tests stay isolated).
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -22,6 +25,13 @@ pub struct DeliveryLabels {
 pub struct ProcessedLabels {
     /// `done`, `failed` (will retry) or `parked` (needs attention).
     pub outcome: &'static str,
+}
+
+/// Labels of the backlog gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BacklogLabels {
+    /// `pending` (never attempted) or `failed` (waiting for a retry).
+    pub state: &'static str,
 }
 
 /// Labels of a signature rejection.
@@ -68,6 +78,10 @@ pub struct Metrics {
     pub processed: Family<ProcessedLabels, Counter>,
     /// Ping-mode downloads, by outcome.
     pub downloads: Family<ProcessedLabels, Counter>,
+    /// Deliveries waiting to be processed, by state (`pending`, `failed`), read at scrape time.
+    pub backlog: Family<BacklogLabels, Gauge>,
+    /// Age of the oldest delivery waiting to be processed, read at scrape time.
+    pub backlog_oldest_age: Gauge<f64, AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,10 +143,24 @@ impl Metrics {
             "Ping-mode (s3_payload) downloads by outcome: ok, timeout, too_large, status, transport, refused",
             downloads.clone(),
         );
+        let backlog = Family::<BacklogLabels, Gauge>::default();
+        registry.register(
+            "backlog",
+            "Deliveries waiting to be processed into typed rows, by state (read at scrape time)",
+            backlog.clone(),
+        );
+        let backlog_oldest_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "backlog_oldest_age_seconds",
+            "Age of the oldest delivery waiting to be processed (read at scrape time)",
+            backlog_oldest_age.clone(),
+        );
         Self {
             registry,
             processed,
             downloads,
+            backlog,
+            backlog_oldest_age,
             deliveries,
             signature_rejections,
             duplicates,
@@ -168,6 +196,17 @@ impl Metrics {
         self.downloads
             .get_or_create(&ProcessedLabels { outcome })
             .inc();
+    }
+
+    /// Records the backlog read from the ledger.
+    pub fn set_backlog(&self, backlog: &crate::db::queue::Backlog) {
+        self.backlog
+            .get_or_create(&BacklogLabels { state: "pending" })
+            .set(backlog.pending);
+        self.backlog
+            .get_or_create(&BacklogLabels { state: "failed" })
+            .set(backlog.failed);
+        self.backlog_oldest_age.set(backlog.oldest_age_secs);
     }
 
     /// The Prometheus text exposition of every metric.

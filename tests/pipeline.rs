@@ -115,6 +115,17 @@ async fn deliveries_acknowledged_before_a_stop_are_processed_after_restart(pool:
             200
         );
     }
+    let metrics = receiver
+        .client
+        .get(receiver.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"terra_sink_backlog{state="pending"} 3"#),
+        "{metrics}"
+    );
     receiver.stop().await;
     assert_eq!(count_status(&pool, "pending").await, 3);
     assert!(daily_steps(&pool, "u1").await.is_empty());

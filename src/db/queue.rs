@@ -150,3 +150,34 @@ pub async fn requeue(conn: &mut PgConnection, s: &Selection) -> Result<u64, sqlx
     .await?;
     Ok(done.rows_affected())
 }
+
+/// The backlog: deliveries waiting to be processed, by state, and the age of the oldest one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Backlog {
+    /// Never attempted yet.
+    pub pending: i64,
+    /// Failed at least once, waiting for a retry.
+    pub failed: i64,
+    /// Seconds since the oldest of them was received (0 when there is none).
+    pub oldest_age_secs: f64,
+}
+
+/// Reads the backlog through the queue's partial index (cheap however large the ledger).
+pub async fn backlog(pool: &sqlx::PgPool) -> Result<Backlog, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"
+        SELECT count(*) FILTER (WHERE status = 'pending') AS "pending!",
+               count(*) FILTER (WHERE status = 'failed') AS "failed!",
+               coalesce(extract(epoch FROM now() - min(received_at)), 0)::float8 AS "oldest!"
+        FROM terra.deliveries
+        WHERE status IN ('pending', 'failed')
+        "#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Backlog {
+        pending: row.pending,
+        failed: row.failed,
+        oldest_age_secs: row.oldest,
+    })
+}
