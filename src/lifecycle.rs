@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
 use crate::db::lifecycle::{self as sql, LargeRequestNews, RawRecord, RawTable, UserUpdate};
-use crate::model::{Event, TerraUser};
+use crate::model::{AuthEvent, Event, TerraUser};
 use crate::store::rows::jsonb_text;
 
 /// What happens to a user's stored health data on `deauth` and `access_revoked`.
@@ -44,12 +44,15 @@ pub async fn apply(
     event: &Event,
     policy: RevokedDataPolicy,
 ) -> Result<(), sqlx::Error> {
-    let user_update = |user| user_update(user, delivery);
+    let about = |user| facts_about(user, delivery);
     let scopes_of = |user: &TerraUser| Some(user.scopes().map(str::to_owned).collect::<Vec<_>>());
 
     match event {
-        Event::Auth(e) if e.is_success() && e.user.is_some() => {
-            let Some(user) = &e.user else { return Ok(()) };
+        Event::Auth(
+            e @ AuthEvent {
+                user: Some(user), ..
+            },
+        ) if e.is_success() => {
             // The older form carries reference_id at the top level.
             let reference_id = user.reference_id.as_deref().or(e.reference_id.as_deref());
             sql::upsert_user(
@@ -60,7 +63,7 @@ pub async fn apply(
                     status: Some("connected"),
                     status_reason: e.message.as_deref(),
                     active: Some(true),
-                    ..user_update(user)
+                    ..about(user)
                 },
             )
             .await?;
@@ -119,7 +122,7 @@ pub async fn apply(
                 &UserUpdate {
                     status: Some("connection_error"),
                     status_reason: e.message.as_deref(),
-                    ..user_update(&e.user)
+                    ..about(&e.user)
                 },
             )
             .await?;
@@ -134,7 +137,7 @@ pub async fn apply(
                 conn,
                 &UserUpdate {
                     scopes: Some(scopes),
-                    ..user_update(&e.user)
+                    ..about(&e.user)
                 },
             )
             .await?;
@@ -146,7 +149,7 @@ pub async fn apply(
                     scopes: scopes_of(&e.new_user),
                     status: Some("connected"),
                     active: Some(true),
-                    ..user_update(&e.new_user)
+                    ..about(&e.new_user)
                 },
             )
             .await?;
@@ -156,13 +159,13 @@ pub async fn apply(
                 .filter(|o| o.user_id != e.new_user.user_id)
             {
                 // The old user may never have been seen (its auth predates this service).
-                sql::upsert_user(conn, &user_update(old)).await?;
+                sql::upsert_user(conn, &about(old)).await?;
                 sql::rekey_user(conn, &old.user_id, &e.new_user.user_id).await?;
                 sql::mark_replaced(conn, &old.user_id, &e.new_user.user_id, delivery.id).await?;
             }
         }
         Event::LargeRequestProcessing(e) => {
-            sql::upsert_user(conn, &user_update(&e.user)).await?;
+            sql::upsert_user(conn, &about(&e.user)).await?;
             if let Some(reference) = e.reference.as_deref().or(delivery.terra_reference) {
                 let user = Some(e.user.user_id.as_str());
                 let news = LargeRequestNews::Processing;
@@ -170,7 +173,7 @@ pub async fn apply(
             }
         }
         Event::LargeRequestSending(e) => {
-            sql::upsert_user(conn, &user_update(&e.user)).await?;
+            sql::upsert_user(conn, &about(&e.user)).await?;
             let reference = e.reference.as_deref().or(delivery.terra_reference);
             let expected = e.expected_payloads.and_then(|n| n.as_i64());
             if let (Some(reference), Some(expected)) = (reference, expected) {
@@ -182,7 +185,7 @@ pub async fn apply(
             }
         }
         Event::PlannedWorkout(e) => {
-            sql::upsert_user(conn, &user_update(&e.user)).await?;
+            sql::upsert_user(conn, &about(&e.user)).await?;
             for item in &e.data {
                 let key = first_str(
                     item,
@@ -204,7 +207,7 @@ pub async fn apply(
             }
         }
         Event::Hormone(e) => {
-            sql::upsert_user(conn, &user_update(&e.user)).await?;
+            sql::upsert_user(conn, &about(&e.user)).await?;
             for item in &e.data {
                 let ts = first_str(item, &["/timestamp"]);
                 raw_record(
@@ -221,7 +224,7 @@ pub async fn apply(
             }
         }
         Event::HealthObservation(e) => {
-            sql::upsert_user(conn, &user_update(&e.user)).await?;
+            sql::upsert_user(conn, &about(&e.user)).await?;
             for item in &e.data {
                 let key = first_str(item, &["/metadata/summary_id", "/metadata/start_time"]);
                 let start = first_str(item, &["/metadata/start_time"]);
@@ -249,7 +252,7 @@ pub async fn apply(
                     conn,
                     &UserUpdate {
                         scopes_if_new: scopes_of(user),
-                        ..user_update(user)
+                        ..about(user)
                     },
                 )
                 .await?;
@@ -292,7 +295,7 @@ pub fn data_user_mut(event: &mut Event) -> Option<&mut TerraUser> {
 }
 
 /// What every event carrying `user` says about it: it exists, with this provider and reference.
-fn user_update<'a>(user: &'a TerraUser, delivery: &Delivery<'_>) -> UserUpdate<'a> {
+fn facts_about<'a>(user: &'a TerraUser, delivery: &Delivery<'_>) -> UserUpdate<'a> {
     UserUpdate {
         user_id: &user.user_id,
         provider: user.provider.as_deref(),
