@@ -316,16 +316,12 @@ pub async fn upsert_raw(
     table: RawTable,
     r: &RawRecord<'_>,
 ) -> Result<(), sqlx::Error> {
-    let data = sqlx::types::Json(
-        serde_json::value::RawValue::from_string(r.data.to_owned())
-            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
-    );
     match table {
         RawTable::PlannedWorkouts => sqlx::query!(
             r#"
             INSERT INTO terra.planned_workouts AS t
                 (user_id, record_key, provider, planned_date, data, ordering_ts, event_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7)
             ON CONFLICT (user_id, record_key) DO UPDATE SET
                 provider = EXCLUDED.provider, planned_date = EXCLUDED.planned_date,
                 data = EXCLUDED.data, ordering_ts = EXCLUDED.ordering_ts,
@@ -337,7 +333,7 @@ pub async fn upsert_raw(
             r.record_key,
             r.provider,
             r.planned_date,
-            data as _,
+            r.data,
             r.ordering_ts,
             r.event_id
         )
@@ -348,7 +344,7 @@ pub async fn upsert_raw(
             r#"
             INSERT INTO terra.hormone_samples AS t
                 (user_id, record_key, provider, ts, data, ordering_ts, event_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7)
             ON CONFLICT (user_id, record_key) DO UPDATE SET
                 provider = EXCLUDED.provider, ts = EXCLUDED.ts, data = EXCLUDED.data,
                 ordering_ts = EXCLUDED.ordering_ts, event_id = EXCLUDED.event_id,
@@ -360,7 +356,7 @@ pub async fn upsert_raw(
             r.record_key,
             r.provider,
             r.time,
-            data as _,
+            r.data,
             r.ordering_ts,
             r.event_id
         )
@@ -371,7 +367,7 @@ pub async fn upsert_raw(
             r#"
             INSERT INTO terra.health_observations AS t
                 (user_id, record_key, provider, start_time, data, ordering_ts, event_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7)
             ON CONFLICT (user_id, record_key) DO UPDATE SET
                 provider = EXCLUDED.provider, start_time = EXCLUDED.start_time,
                 data = EXCLUDED.data, ordering_ts = EXCLUDED.ordering_ts,
@@ -383,7 +379,7 @@ pub async fn upsert_raw(
             r.record_key,
             r.provider,
             r.time,
-            data as _,
+            r.data,
             r.ordering_ts,
             r.event_id
         )
@@ -419,15 +415,11 @@ pub async fn upsert_lab_report(
     conn: &mut PgConnection,
     r: &LabReport<'_>,
 ) -> Result<(), sqlx::Error> {
-    let data = sqlx::types::Json(
-        serde_json::value::RawValue::from_string(r.data.to_owned())
-            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
-    );
     sqlx::query!(
         r#"
         INSERT INTO terra.lab_reports
             (terra_event_id, event_type, upload_id, session_id, reference_id, occurred_at, data, event_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8)
         ON CONFLICT (terra_event_id) DO UPDATE SET
             event_type = EXCLUDED.event_type, upload_id = EXCLUDED.upload_id,
             session_id = EXCLUDED.session_id, reference_id = EXCLUDED.reference_id,
@@ -440,7 +432,7 @@ pub async fn upsert_lab_report(
         r.session_id,
         r.reference_id,
         r.occurred_at,
-        data as _,
+        r.data,
         r.event_id
     )
     .execute(conn)
