@@ -763,6 +763,16 @@ async fn operational_and_unknown_events_stay_in_the_ledger_and_are_counted(pool:
     app.stop().await;
 }
 
+#[derive(Debug, sqlx::FromRow)]
+struct LabReportRow {
+    terra_event_id: String,
+    event_type: String,
+    upload_id: Option<String>,
+    session_id: Option<String>,
+    reference_id: Option<String>,
+    data: Value,
+}
+
 #[sqlx::test]
 async fn lab_reports_are_kept_by_terra_event_id_losslessly(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
@@ -776,30 +786,23 @@ async fn lab_reports_are_kept_by_terra_event_id_losslessly(pool: PgPool) {
     deliver_all(&app, &[example("lab_report-failed")]).await;
     assert_eq!(processor.drain().await.unwrap(), 3);
 
-    let reports: Vec<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Value,
-    )> = sqlx::query_as(
+    let reports: Vec<LabReportRow> = sqlx::query_as(
         "SELECT terra_event_id, event_type, upload_id, session_id, reference_id, data
-             FROM terra.lab_reports ORDER BY event_type",
+         FROM terra.lab_reports ORDER BY event_type",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
     assert_eq!(reports.len(), 2);
-    let (id, ty, upload, session, reference, data) = &reports[0];
-    assert_eq!(id, "evt_4a2b8c1d-3f9e-4c0a-8b21-9d6e5f2a1c7b");
-    assert_eq!(ty, "lab_report.completed");
-    assert_eq!(upload.as_deref(), Some("upl_9d6e5f2a1c7b"));
-    assert_eq!(session.as_deref(), Some("297405620317847552"));
-    assert_eq!(reference.as_deref(), Some("your-patient-123"));
+    let r = &reports[0];
+    assert_eq!(r.terra_event_id, "evt_4a2b8c1d-3f9e-4c0a-8b21-9d6e5f2a1c7b");
+    assert_eq!(r.event_type, "lab_report.completed");
+    assert_eq!(r.upload_id.as_deref(), Some("upl_9d6e5f2a1c7b"));
+    assert_eq!(r.session_id.as_deref(), Some("297405620317847552"));
+    assert_eq!(r.reference_id.as_deref(), Some("your-patient-123"));
     let sent: Value = serde_json::from_str(&completed).unwrap();
-    assert_eq!(data, &sent, "the whole event, losslessly");
-    assert_eq!(reports[1].1, "lab_report.failed");
-    assert_eq!(reports[1].5["data"]["error"]["code"], "file_unreadable");
+    assert_eq!(r.data, sent, "the whole event, losslessly");
+    assert_eq!(reports[1].event_type, "lab_report.failed");
+    assert_eq!(reports[1].data["data"]["error"]["code"], "file_unreadable");
     app.stop().await;
 }
