@@ -176,9 +176,7 @@ impl Processor {
                 .map_err(|e| Failure::Retry(format!("lifecycle: {e}"), None))?;
             match store::apply(&mut attempt, &source, &event, &claimed.body).await {
                 Ok(_) => Ok(()),
-                Err(err @ store::StoreError::BodyMismatch(_)) => {
-                    Err(Failure::Park(err.to_string()))
-                }
+                Err(err) if err.is_permanent() => Err(Failure::Park(err.to_string())),
                 Err(err) => Err(Failure::Retry(err.to_string(), None)),
             }
         }

@@ -262,7 +262,7 @@ pub async fn apply(
                 Upserted::Inserted | Upserted::Replaced => a.records_written += 1,
             }
         }
-        // Lifecycle and other events are not typed records (a later issue handles them).
+        // Lifecycle and other events are not typed records: `crate::lifecycle` handles them.
         _ => {}
     }
     Ok(applied)
