@@ -15,8 +15,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+use terra_sink::ledger::Provenance;
 use terra_sink::model::Event;
-use terra_sink::store::{self, Source};
+use terra_sink::store;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -119,8 +120,10 @@ async fn persist(
     let event = Event::from_slice(body)?;
     let t1 = Instant::now();
     let mut tx = conn.begin().await?;
-    let source = Source {
+    let source = Provenance {
         delivery_id: id,
+        received_at: chrono::Utc::now(),
+        terra_reference: None,
         ordering_ts: Some(ts),
     };
     let applied = store::apply(&mut tx, &source, &event, body).await?;

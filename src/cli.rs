@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::config::{
     BackfillArgs, Cli, Command, HealthcheckArgs, LogFormat, ReprocessArgs, SendArgs, WorkerArgs,
 };
-use crate::db::queue;
+use crate::ledger;
 use crate::metrics::Metrics;
 use crate::worker::Processor;
 use crate::{db, server, telemetry};
@@ -214,7 +214,7 @@ async fn send(args: SendArgs) -> Result<(), String> {
 }
 
 async fn reprocess(args: ReprocessArgs) -> Result<(), String> {
-    let selection = queue::Selection {
+    let selection = ledger::Selection {
         ids: args.ids,
         event_types: args.event_types,
         statuses: args.statuses,
@@ -234,7 +234,7 @@ async fn reprocess(args: ReprocessArgs) -> Result<(), String> {
     let url = args.database.url().map_err(|e| e.to_string())?;
     let pool = db::connect_lazy(&url, 4, Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
-    let selected = queue::requeue(&mut conn, &selection)
+    let selected = ledger::requeue(&mut conn, &selection)
         .await
         .map_err(|e| e.to_string())?;
     drop(conn);
@@ -249,7 +249,7 @@ async fn reprocess(args: ReprocessArgs) -> Result<(), String> {
 async fn drain(pool: &sqlx::PgPool, worker: &WorkerArgs) -> Result<(), String> {
     let processor = Processor::new(pool.clone(), worker.config(), Arc::new(Metrics::new()));
     let handled = processor.drain().await.map_err(|e| e.to_string())?;
-    let left = queue::count_by_status(pool)
+    let left = ledger::count_by_status(pool)
         .await
         .map_err(|e| e.to_string())?;
     println!("{handled} deliveries processed; ledger now: {left}");

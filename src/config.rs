@@ -128,6 +128,14 @@ pub struct WorkerArgs {
     /// Also download plain http:// ping-mode URLs (for local testing only).
     #[arg(long, env = "TERRA_SINK_S3_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
     pub s3_allow_http: bool,
+
+    /// Most deliveries a worker claims and writes in one transaction.
+    #[arg(long, env = "TERRA_SINK_BATCH_MAX_DELIVERIES", default_value_t = 500)]
+    pub batch_max_deliveries: usize,
+
+    /// Most body bytes a worker claims at once (default 32 MiB; a larger body goes alone).
+    #[arg(long, env = "TERRA_SINK_BATCH_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub batch_max_bytes: usize,
 }
 
 impl WorkerArgs {
@@ -143,6 +151,8 @@ impl WorkerArgs {
                 max_bytes: self.s3_max_bytes,
                 allow_http: self.s3_allow_http,
             },
+            batch_max_deliveries: self.batch_max_deliveries.max(1),
+            batch_max_bytes: self.batch_max_bytes,
         }
     }
 }
@@ -215,6 +225,23 @@ pub struct ServeArgs {
     /// Milliseconds to wait for the database to store a delivery before answering 503.
     #[arg(long, env = "TERRA_SINK_PERSIST_TIMEOUT_MS", default_value_t = 1500)]
     pub persist_timeout_ms: u64,
+
+    /// Most deliveries committed to the ledger together (group commit).
+    #[arg(long, env = "TERRA_SINK_LEDGER_GROUP_MAX_ROWS", default_value_t = 512)]
+    pub ledger_group_max_rows: usize,
+
+    /// Most body bytes committed to the ledger together (default 16 MiB).
+    #[arg(long, env = "TERRA_SINK_LEDGER_GROUP_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub ledger_group_max_bytes: usize,
+
+    /// Microseconds a ledger group waits for more deliveries once the database is free
+    /// (0: none; groups still form while earlier ones commit).
+    #[arg(long, env = "TERRA_SINK_LEDGER_GROUP_WINDOW_US", default_value_t = 0)]
+    pub ledger_group_window_us: u64,
+
+    /// Ledger groups committed at the same time (each holds a database connection).
+    #[arg(long, env = "TERRA_SINK_LEDGER_WRITERS", default_value_t = 4)]
+    pub ledger_writers: usize,
 
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -423,6 +450,7 @@ pub struct ServeConfig {
     pub body_read_timeout: Duration,
     pub header_read_timeout: Duration,
     pub persist_timeout: Duration,
+    pub group_commit: crate::ledger::GroupCommitConfig,
     pub migrate_on_start: bool,
     pub worker: crate::worker::WorkerConfig,
 }
@@ -463,6 +491,13 @@ impl ServeArgs {
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             persist_timeout: Duration::from_millis(self.persist_timeout_ms),
+            group_commit: crate::ledger::GroupCommitConfig {
+                max_rows: self.ledger_group_max_rows.max(1),
+                max_bytes: self.ledger_group_max_bytes,
+                window: Duration::from_micros(self.ledger_group_window_us),
+                concurrency: self.ledger_writers.max(1),
+                deadline: Duration::from_millis(self.persist_timeout_ms),
+            },
             migrate_on_start: self.migrate_on_start,
             worker: self.worker.config(),
         })

@@ -1,13 +1,14 @@
 //! terra-sink: verify Terra webhooks, keep them in a durable ledger, decode them into typed rows.
 //!
-//! Data flow: [`http`] (HTTP in) → [`signature`] → [`db::ledger`] (durable ledger) → [`model`]
-//! (decode) → typed tables. [`cli`] holds the commands of the `terra-sink` binary.
+//! Data flow: [`http`] (HTTP in) → [`signature`] → [`ledger`] (durable ledger) → [`worker`]
+//! (batch decode with [`model`]) → [`store`] and [`lifecycle`] (typed tables). [`cli`] holds the commands of the `terra-sink` binary.
 
 pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;

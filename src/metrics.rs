@@ -199,7 +199,7 @@ impl Metrics {
     }
 
     /// Records the backlog read from the ledger.
-    pub fn set_backlog(&self, backlog: &crate::db::queue::Backlog) {
+    pub fn set_backlog(&self, backlog: &crate::ledger::Backlog) {
         self.backlog
             .get_or_create(&BacklogLabels { state: "pending" })
             .set(backlog.pending);

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::config::ServeConfig;
 use crate::http::{self, AppState, IngestLimits};
+use crate::ledger::{GroupCommit, GroupCommitConfig, GroupCommitHooks};
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
 use crate::worker::{Processor, WorkerConfig};
@@ -30,11 +31,26 @@ pub struct Server {
     state: AppState,
     worker: WorkerConfig,
     header_read_timeout: Duration,
+    /// Signalled by the ledger writer when it stored new deliveries.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Server {
     /// Binds the configured addresses (port 0 picks a free port) and builds the routers.
     pub async fn bind(config: &ServeConfig, pool: PgPool) -> std::io::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let ledger = GroupCommit::start(
+            pool.clone(),
+            GroupCommitConfig {
+                deadline: config.persist_timeout,
+                ..config.group_commit.clone()
+            },
+            GroupCommitHooks {
+                stored: wake.clone(),
+                group_written: Arc::new(|_| {}),
+            },
+        );
         let state = AppState {
             pool,
             verifier: Arc::new(Verifier::new(
@@ -47,10 +63,9 @@ impl Server {
                     config.max_inflight_body_bytes.div_ceil(1024),
                 )),
                 body_read_timeout: config.body_read_timeout,
-                persist_timeout: config.persist_timeout,
             }),
-            metrics: Arc::new(Metrics::new()),
-            wake: Arc::new(tokio::sync::Notify::new()),
+            metrics,
+            ledger,
         };
         let listener = TcpListener::bind(config.bind).await?;
         let metrics = match config.metrics_bind {
@@ -69,6 +84,7 @@ impl Server {
             state,
             worker: config.worker.clone(),
             header_read_timeout: config.header_read_timeout,
+            wake,
         })
     }
 
@@ -108,7 +124,7 @@ impl Server {
             self.worker.clone(),
             self.state.metrics.clone(),
         );
-        let workers = processor.spawn(self.state.wake.clone(), stop_rx.clone());
+        let workers = processor.spawn(self.wake.clone(), stop_rx.clone());
         let metrics_task = self.metrics.map(|(listener, router)| {
             tokio::spawn(serve_http(
                 listener,

@@ -668,7 +668,7 @@ async fn backfilled_records_become_the_same_rows_as_the_webhook_of_the_same_reco
     );
 
     // The same record by webhook, into the same empty tables.
-    sqlx::query("DELETE FROM terra.samples")
+    sqlx::query("DELETE FROM terra.sample_series")
         .execute(&pool)
         .await
         .unwrap();

@@ -71,6 +71,8 @@ fn processor(pool: &PgPool, policy: RevokedDataPolicy, max_attempts: i32) -> Pro
     config.max_attempts = max_attempts;
     config.ping.timeout = std::time::Duration::from_millis(500);
     config.ping.max_bytes = 64 * 1024;
+    // One delivery per batch, so a test can step through the queue.
+    config.batch_max_deliveries = 1;
     Processor::new(pool.clone(), config, Arc::new(Metrics::new()))
 }
 
@@ -627,7 +629,7 @@ async fn ping_mode_failures_are_recorded_retried_or_parked(pool: PgPool) {
     let (addr, flaky_calls) = fake_s3(example("sleep")).await;
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 5);
-    let step = || async { processor.process_one().await.unwrap().unwrap().1 };
+    let step = || async { common::step(&processor).await.unwrap().1 };
 
     // Slow server: the download times out and is retried later, while the URL is valid.
     app.deliver(ping(addr, "/slow", 300).as_bytes(), &[]).await;
@@ -695,6 +697,7 @@ async fn ping_urls_must_be_https_unless_allowed(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let mut config = test_config().worker;
     config.ping.allow_http = false;
+    config.batch_max_deliveries = 1;
     let metrics = Arc::new(Metrics::new());
     let processor = Processor::new(pool.clone(), config, metrics.clone());
     app.deliver(
@@ -702,10 +705,7 @@ async fn ping_urls_must_be_https_unless_allowed(pool: PgPool) {
         &[],
     )
     .await;
-    assert_eq!(
-        processor.process_one().await.unwrap().unwrap().1,
-        Outcome::Parked
-    );
+    assert_eq!(common::step(&processor).await.unwrap().1, Outcome::Parked);
     let error: String = sqlx::query_scalar("SELECT last_error FROM terra.deliveries")
         .fetch_one(&pool)
         .await

@@ -192,7 +192,7 @@ async fn failing_writes_are_retried_with_backoff_then_parked(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     app.deliver(&daily("u3", "2026-11-05", 5), &[]).await;
 
-    let outcome = processor.process_one().await.unwrap().unwrap();
+    let outcome = common::step(&processor).await.unwrap();
     assert_eq!(outcome.1, terra_sink::worker::Outcome::Failed);
     let (status, attempts, error, delay): (String, i32, String, f64) = sqlx::query_as(
         "SELECT status, attempts, last_error,
@@ -206,14 +206,14 @@ async fn failing_writes_are_retried_with_backoff_then_parked(pool: PgPool) {
     assert!(error.contains("disk on fire"), "{error}");
     assert!(delay > 0.5, "retried later, not at once: {delay}");
     // Not due yet, so nothing to do now.
-    assert!(processor.process_one().await.unwrap().is_none());
+    assert!(common::step(&processor).await.is_none());
 
     // Make it due again: the second failure uses up the attempts and parks it.
     sqlx::query("UPDATE terra.deliveries SET next_attempt_at = now()")
         .execute(&pool)
         .await
         .unwrap();
-    let outcome = processor.process_one().await.unwrap().unwrap();
+    let outcome = common::step(&processor).await.unwrap();
     assert_eq!(outcome.1, terra_sink::worker::Outcome::Parked);
     assert!(daily_steps(&pool, "u3").await.is_empty());
 

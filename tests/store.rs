@@ -9,8 +9,9 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
+use terra_sink::ledger::Provenance;
 use terra_sink::model::Event;
-use terra_sink::store::{self, Applied, Source, StoreError};
+use terra_sink::store::{self, Applied, StoreError};
 
 const USER: &str = "40f7b0e1-89e2-43ac-a5b8-1e29c8d47cad";
 
@@ -45,8 +46,10 @@ async fn deliver(pool: &PgPool, body: &[u8], ordering_ts: Option<i64>) -> Applie
     let id = ledger_row(pool, body, ordering_ts).await;
     let event = Event::from_slice(body).unwrap();
     let mut tx = pool.begin().await.unwrap();
-    let source = Source {
+    let source = Provenance {
         delivery_id: id,
+        received_at: Utc::now(),
+        terra_reference: None,
         ordering_ts,
     };
     let applied = store::apply(&mut tx, &source, &event, body).await.unwrap();
@@ -506,7 +509,7 @@ async fn a_replaced_activity_keeps_exactly_the_new_samples(pool: PgPool) {
     .await;
     assert_eq!(applied.samples_written, 14);
     let rows = sqlx::query!(
-        r#"SELECT kind, ts, value FROM terra.samples WHERE record_key = 's1' ORDER BY kind, ts"#
+        r#"SELECT kind AS "kind!", ts AS "ts!", value FROM terra.samples WHERE record_key = 's1' ORDER BY kind, ts"#
     )
     .fetch_all(&pool)
     .await
@@ -680,7 +683,8 @@ async fn data_is_the_record_as_sent_with_nul_made_storable(pool: PgPool) {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(rows[0].1.as_deref(), Some("A\u{fffd}B"));
+    // Text columns: U+0000 is written as U+FFFD followed by `0` (distinct from a real U+FFFD).
+    assert_eq!(rows[0].1.as_deref(), Some("A\u{fffd}0B"));
     assert_eq!(
         rows[0].2,
         json!({"metadata":{"summary_id":"n1","name":"A\u{fffd}B","type":8},"z":1.5,"a":[1,2]})
@@ -710,22 +714,26 @@ async fn concurrent_copies_are_serialised_by_the_row_lock(pool: PgPool) {
         ((&v1, id1, 1), (&v2, id2, 2)),
         ((&v2, id2, 2), (&v1, id1, 1)),
     ] {
-        sqlx::query("TRUNCATE terra.activity, terra.samples")
+        sqlx::query("TRUNCATE terra.activity, terra.sample_series")
             .execute(&pool)
             .await
             .unwrap();
         // The first copy is written but not committed when the second one starts.
         let mut tx1 = pool.begin().await.unwrap();
         let e1 = Event::from_slice(first.0).unwrap();
-        let s1 = Source {
+        let s1 = Provenance {
             delivery_id: first.1,
+            received_at: Utc::now(),
+            terra_reference: None,
             ordering_ts: Some(first.2),
         };
         store::apply(&mut tx1, &s1, &e1, first.0).await.unwrap();
         let pool2 = pool.clone();
         let body2 = second.0.clone();
-        let s2 = Source {
+        let s2 = Provenance {
             delivery_id: second.1,
+            received_at: Utc::now(),
+            terra_reference: None,
             ordering_ts: Some(second.2),
         };
         let other = tokio::spawn(async move {
@@ -797,8 +805,10 @@ async fn a_body_that_does_not_match_the_event_is_a_permanent_error(pool: PgPool)
     let id = ledger_row(&pool, &body, None).await;
     let event = Event::from_slice(&body).unwrap();
     let mut tx = pool.begin().await.unwrap();
-    let source = Source {
+    let source = Provenance {
         delivery_id: id,
+        received_at: Utc::now(),
+        terra_reference: None,
         ordering_ts: None,
     };
     let err = store::apply(&mut tx, &source, &event, br#"{"data":[]}"#)
@@ -814,13 +824,13 @@ async fn every_sample_kind_is_documented(pool: PgPool) {
         .fetch_all(&pool)
         .await
         .unwrap();
-    for kind in store::rows::SAMPLE_KINDS {
+    for kind in store::SAMPLE_KINDS {
         assert!(
             listed.iter().any(|k| k == kind),
             "{kind} missing from terra.sample_kinds"
         );
     }
-    assert_eq!(listed.len(), store::rows::SAMPLE_KINDS.len());
+    assert_eq!(listed.len(), store::SAMPLE_KINDS.len());
 
     // Every typed column of the record tables says where it comes from.
     let undocumented: Vec<String> = sqlx::query_scalar(

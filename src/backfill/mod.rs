@@ -21,14 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::{watch, Semaphore};
 
 use crate::db::backfill::{self as sql, WindowRecord, WindowStatus};
-use crate::db::ledger::{self, NewDelivery, Stored};
-use crate::peek::peek;
+use crate::ledger::{self, Arrival, NewDelivery, Stored};
 use client::{Answer, ApiError, ClientConfig, Fetched, TerraClient};
 use plan::{DataType, DayBudget, Window};
 
@@ -468,29 +467,22 @@ async fn store(
     if fetched.records == 0 {
         return Ok((0, None));
     }
-    let sha = Sha256::digest(&fetched.body);
-    // The same answer fetched twice is one delivery; a different answer is a new version.
-    let dedupe_key = format!("backfill:{}", hex::encode(sha));
-    let first_look = peek(&fetched.body);
     let ordering_ts = fetched
         .answered_at_ms
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    let row = NewDelivery {
-        dedupe_key: &dedupe_key,
-        source: "backfill",
-        signed_at: None,
-        event_type: first_look.event_type.as_deref(),
-        user_id: first_look.user_id.as_deref().or(Some(user_id)),
-        trace_id: None,
-        terra_reference: None,
-        ordering_ts: Some(ordering_ts),
-        body: &fetched.body,
-        body_sha256: &sha,
-        shape: first_look.shape.label(),
-        shape_error: first_look.shape.error(),
-        parent_id: None,
-    };
-    let stored = ledger::insert(pool, &row).await?;
+    let row = NewDelivery::new(
+        Bytes::from(fetched.body.clone()),
+        Arrival::Backfill {
+            user_id: user_id.to_owned(),
+            ordering_ts,
+        },
+    );
+    let mut conn = pool.acquire().await?;
+    let stored = ledger::insert(&mut conn, std::slice::from_ref(&row)).await?;
+    let stored = stored.first().copied().ok_or(sqlx::Error::RowNotFound)?;
+    if let Stored::Duplicate(id) = stored {
+        ledger::count_duplicates(&mut conn, &std::collections::HashMap::from([(id, 1)])).await?;
+    }
     Ok((fetched.records as u64, Some(stored)))
 }
 

@@ -1,12 +1,6 @@
-//! PostgreSQL: the connection pool, migrations and every SQL statement the service runs.
-//!
-//! All SQL lives under this module (one file per table group) so a reader finds where data lands.
+//! PostgreSQL: the connection pool and migrations (and the backfill's bookkeeping table).
 
 pub mod backfill;
-pub mod ledger;
-pub mod lifecycle;
-pub mod queue;
-pub mod store;
 
 use std::time::Duration;
 

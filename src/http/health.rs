@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::AppState;
-use crate::db::{self, queue};
+use crate::{db, ledger};
 
 /// How long readiness waits for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -36,7 +36,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /metrics`: Prometheus text format. The backlog gauges are read from the ledger here;
 /// if the database does not answer quickly they keep their last value.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok(Ok(backlog)) = tokio::time::timeout(READY_TIMEOUT, queue::backlog(&state.pool)).await
+    if let Ok(Ok(backlog)) = tokio::time::timeout(READY_TIMEOUT, ledger::backlog(&state.pool)).await
     {
         state.metrics.set_backlog(&backlog);
     }

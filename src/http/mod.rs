@@ -31,8 +31,6 @@ pub struct IngestLimits {
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Time a client gets to send the whole body.
     pub body_read_timeout: Duration,
-    /// Time the ledger write may take before the answer is 503.
-    pub persist_timeout: Duration,
 }
 
 /// What every handler shares.
@@ -46,8 +44,8 @@ pub struct AppState {
     pub ingest: Arc<IngestLimits>,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
-    /// Wakes this instance's workers when a new delivery is stored.
-    pub wake: Arc<tokio::sync::Notify>,
+    /// Writes deliveries to the ledger, many per commit.
+    pub ledger: crate::ledger::GroupCommit,
 }
 
 /// The main router: the webhook path, `/healthz`, `/readyz` and, unless served elsewhere,

@@ -3,13 +3,10 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::DateTime;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::{AppState, IngestError, RequestStart, VerifiedDelivery};
-use crate::db::ledger::{self, NewDelivery, Stored};
-use crate::peek::peek;
+use crate::ledger::{Arrival, LedgerError, NewDelivery, Stored};
 
 /// Receives one Terra delivery. Answers 200 only once the delivery is committed to the ledger,
 /// whatever its content: Terra retries every non-2xx, so a bad body is stored and judged later.
@@ -20,76 +17,40 @@ pub async fn receive(
 ) -> Response {
     let delivery = match delivery {
         Ok(delivery) => delivery,
-        Err(err) => {
-            if let IngestError::Signature(reason) = &err {
-                state
-                    .metrics
-                    .signature_rejections
-                    .get_or_create(&crate::metrics::RejectionLabels {
-                        reason: reason.reason(),
-                    })
-                    .inc();
-            }
-            tracing::warn!(
-                outcome = err.outcome(),
-                reason = %err,
-                latency_ms = start.elapsed().as_millis() as u64,
-                "delivery rejected"
-            );
-            return err.into_response();
-        }
+        Err(err) => return rejected(&state, err, start),
     };
-
-    let first_look = peek(&delivery.body);
-    let sha = Sha256::digest(&delivery.body);
-    let dedupe_key = ledger::dedupe_key(delivery.trace_id.as_deref(), &sha);
-    let row = NewDelivery {
-        dedupe_key: &dedupe_key,
-        source: "webhook",
-        signed_at: DateTime::from_timestamp(delivery.signed_at, 0),
-        event_type: first_look.event_type.as_deref(),
-        user_id: first_look.user_id.as_deref(),
-        trace_id: delivery.trace_id.as_deref(),
-        terra_reference: delivery.terra_reference.as_deref(),
-        ordering_ts: delivery.ordering_ts,
-        body: &delivery.body,
-        body_sha256: &sha,
-        shape: first_look.shape.label(),
-        shape_error: first_look.shape.error(),
-        parent_id: None,
+    let row = NewDelivery::new(
+        delivery.body.clone(),
+        Arrival::Webhook {
+            signed_at: delivery.signed_at,
+            trace_id: delivery.trace_id.clone(),
+            terra_reference: delivery.terra_reference.clone(),
+            ordering_ts: delivery.ordering_ts,
+        },
+    );
+    let event_type = row.event_type.clone();
+    let user_id = row.user_id.clone();
+    let shape = row.shape;
+    let stored = match state.ledger.write(row).await {
+        Ok(stored) => stored,
+        Err(err) => return unavailable(&state, &delivery, event_type.as_deref(), start, &err),
     };
-    let result = tokio::time::timeout(
-        state.ingest.persist_timeout,
-        ledger::insert(&state.pool, &row),
-    )
-    .await;
-
-    let event_type = first_look.event_type.as_deref();
-    let stored = match result {
-        Ok(Ok(stored)) => stored,
-        Ok(Err(err)) => return unavailable(&state, &delivery, event_type, start, &err),
-        Err(_) => return unavailable(&state, &delivery, event_type, start, &"timed out"),
-    };
-
     let outcome = match stored {
-        Stored::New(_) => {
-            state.wake.notify_one();
-            "stored"
-        }
+        Stored::New(_) => "stored",
         Stored::Duplicate(_) => {
             state.metrics.duplicates.inc();
             "duplicate"
         }
     };
-    state.metrics.delivery(event_type, outcome);
+    state.metrics.delivery(event_type.as_deref(), outcome);
     state.metrics.body_bytes.observe(delivery.body.len() as f64);
     tracing::info!(
         outcome,
         delivery_id = stored.id(),
-        event_type,
-        user_id = first_look.user_id.as_deref(),
+        event_type = event_type.as_deref(),
+        user_id = user_id.as_deref(),
         trace_id = delivery.trace_id.as_deref(),
-        shape = first_look.shape.label(),
+        shape,
         bytes = delivery.body.len(),
         latency_ms = start.elapsed().as_millis() as u64,
         "delivery"
@@ -97,12 +58,31 @@ pub async fn receive(
     Json(json!({ "status": outcome, "delivery_id": stored.id() })).into_response()
 }
 
+fn rejected(state: &AppState, err: IngestError, start: std::time::Instant) -> Response {
+    if let IngestError::Signature(reason) = &err {
+        state
+            .metrics
+            .signature_rejections
+            .get_or_create(&crate::metrics::RejectionLabels {
+                reason: reason.reason(),
+            })
+            .inc();
+    }
+    tracing::warn!(
+        outcome = err.outcome(),
+        reason = %err,
+        latency_ms = start.elapsed().as_millis() as u64,
+        "delivery rejected"
+    );
+    err.into_response()
+}
+
 fn unavailable(
     state: &AppState,
     delivery: &VerifiedDelivery,
     event_type: Option<&str>,
     start: std::time::Instant,
-    cause: &dyn std::fmt::Display,
+    cause: &LedgerError,
 ) -> Response {
     state.metrics.delivery(event_type, "persist_failed");
     tracing::error!(

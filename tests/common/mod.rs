@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use terra_sink::config::ServeConfig;
+use terra_sink::ledger::GroupCommitConfig;
 use terra_sink::lifecycle::RevokedDataPolicy;
 use terra_sink::ping::PingConfig;
 use terra_sink::server::Server;
@@ -42,6 +43,7 @@ pub fn test_config() -> ServeConfig {
         body_read_timeout: Duration::from_secs(30),
         header_read_timeout: Duration::from_secs(10),
         persist_timeout: Duration::from_millis(1500),
+        group_commit: GroupCommitConfig::default(),
         migrate_on_start: false,
         worker: WorkerConfig {
             concurrency: 2,
@@ -53,6 +55,8 @@ pub fn test_config() -> ServeConfig {
                 max_bytes: 1024 * 1024,
                 allow_http: true,
             },
+            batch_max_deliveries: 500,
+            batch_max_bytes: 32 * 1024 * 1024,
         },
     }
 }
@@ -132,13 +136,22 @@ pub async fn ledger_count(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-/// A processor over `pool` with the test configuration, for driving the queue step by step.
+/// A processor over `pool` with the test configuration, for driving the queue step by step
+/// (one delivery per batch).
 pub fn processor(pool: &PgPool) -> Processor {
     let mut config = test_config().worker;
     config.max_attempts = 2;
+    config.batch_max_deliveries = 1;
     Processor::new(
         pool.clone(),
         config,
         std::sync::Arc::new(terra_sink::metrics::Metrics::new()),
     )
+}
+
+/// Processes one batch and returns its single outcome (for a processor with batches of one).
+pub async fn step(processor: &Processor) -> Option<(i64, terra_sink::worker::Outcome)> {
+    let report = processor.process_batch().await.unwrap()?;
+    assert_eq!(report.outcomes.len(), 1, "a batch of one");
+    report.outcomes.first().copied()
 }

@@ -1,0 +1,208 @@
+//! Writing `terra.deliveries`: many rows in one statement, redeliveries recognised by key.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::NewDelivery;
+
+/// What happened to a delivery written to the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new row with this id.
+    New(i64),
+    /// A redelivery of the row with this id: nothing new was stored.
+    Duplicate(i64),
+}
+
+impl Stored {
+    /// The ledger row id.
+    pub fn id(self) -> i64 {
+        match self {
+            Self::New(id) | Self::Duplicate(id) => id,
+        }
+    }
+}
+
+/// Writes `rows` in one statement inside the caller's transaction; a row whose dedupe key is
+/// already in the ledger (or earlier in `rows`) is a duplicate. Returns one [`Stored`] per row,
+/// in order. Copies within `rows` are counted in the new row's `duplicates`; redeliveries of
+/// rows already stored are not counted here (see [`count_duplicates`]), so that this never
+/// waits for a worker holding such a row.
+pub async fn insert(
+    conn: &mut PgConnection,
+    rows: &[NewDelivery],
+) -> Result<Vec<Stored>, sqlx::Error> {
+    // One representative per key, in key order: concurrent writers then take the unique
+    // index's locks in one order and cannot deadlock.
+    let mut first_of: HashMap<&str, (usize, i32)> = HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        first_of.entry(row.dedupe_key.as_str()).or_insert((i, 0)).1 += 1;
+    }
+    let mut unique: Vec<(usize, i32)> = first_of.values().copied().collect();
+    unique.sort_by(|a, b| rows[a.0].dedupe_key.cmp(&rows[b.0].dedupe_key));
+
+    let inserted = insert_unique(conn, rows, &unique).await?;
+    let missing: Vec<&str> = unique
+        .iter()
+        .map(|&(i, _)| rows[i].dedupe_key.as_str())
+        .filter(|key| !inserted.contains_key(*key))
+        .collect();
+    let existing: HashMap<String, i64> = if missing.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query!(
+            "SELECT dedupe_key, id FROM terra.deliveries WHERE dedupe_key = ANY($1)",
+            &missing as &[&str]
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.dedupe_key, r.id))
+        .collect()
+    };
+
+    let mut seen: HashSet<&str> = HashSet::with_capacity(rows.len());
+    rows.iter()
+        .map(|row| {
+            let key = row.dedupe_key.as_str();
+            match (inserted.get(key), existing.get(key)) {
+                (Some(&id), _) if seen.insert(key) => Ok(Stored::New(id)),
+                (Some(&id), _) | (None, Some(&id)) => Ok(Stored::Duplicate(id)),
+                // The conflicting row vanished in between (deleted by a data policy).
+                (None, None) => Err(sqlx::Error::RowNotFound),
+            }
+        })
+        .collect()
+}
+
+/// The multi-row insert of one row per key; returns the ids of the rows it created by key.
+async fn insert_unique(
+    conn: &mut PgConnection,
+    rows: &[NewDelivery],
+    unique: &[(usize, i32)],
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let pick = |f: &dyn Fn(&NewDelivery) -> Option<&str>| -> Vec<Option<&str>> {
+        unique.iter().map(|&(i, _)| f(&rows[i])).collect()
+    };
+    let keys: Vec<&str> = unique
+        .iter()
+        .map(|&(i, _)| rows[i].dedupe_key.as_str())
+        .collect();
+    let sources: Vec<&str> = unique
+        .iter()
+        .map(|&(i, _)| rows[i].source.as_str())
+        .collect();
+    let signed_at: Vec<Option<DateTime<Utc>>> =
+        unique.iter().map(|&(i, _)| rows[i].signed_at).collect();
+    let ordering: Vec<Option<i64>> = unique.iter().map(|&(i, _)| rows[i].ordering_ts).collect();
+    let bodies: Vec<&[u8]> = unique.iter().map(|&(i, _)| &rows[i].body[..]).collect();
+    let shas: Vec<&[u8]> = unique
+        .iter()
+        .map(|&(i, _)| &rows[i].body_sha256[..])
+        .collect();
+    let sizes: Vec<i32> = unique
+        .iter()
+        .map(|&(i, _)| i32::try_from(rows[i].body.len()).unwrap_or(i32::MAX))
+        .collect();
+    let shapes: Vec<&str> = unique.iter().map(|&(i, _)| rows[i].shape).collect();
+    let parents: Vec<Option<i64>> = unique.iter().map(|&(i, _)| rows[i].parent_id).collect();
+    let copies: Vec<i32> = unique.iter().map(|&(_, n)| n - 1).collect();
+    let created = sqlx::query!(
+        r#"
+        INSERT INTO terra.deliveries
+            (dedupe_key, source, signed_at, event_type, user_id, trace_id, terra_reference,
+             ordering_ts, body, body_sha256, body_size, shape, shape_error, parent_id,
+             duplicates, last_duplicate_at)
+        SELECT u.dedupe_key, u.source, u.signed_at, u.event_type, u.user_id, u.trace_id,
+               u.terra_reference, u.ordering_ts, u.body, u.body_sha256, u.body_size, u.shape,
+               u.shape_error, u.parent_id, u.copies,
+               CASE WHEN u.copies > 0 THEN now() END
+        FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                    $6::text[], $7::text[], $8::int8[], $9::bytea[], $10::bytea[], $11::int4[],
+                    $12::text[], $13::text[], $14::int8[], $15::int4[])
+            AS u(dedupe_key, source, signed_at, event_type, user_id, trace_id, terra_reference,
+                 ordering_ts, body, body_sha256, body_size, shape, shape_error, parent_id,
+                 copies)
+        ON CONFLICT (dedupe_key) DO NOTHING
+        RETURNING id, dedupe_key
+        "#,
+        &keys as &[&str],
+        &sources as &[&str],
+        &signed_at as &[Option<DateTime<Utc>>],
+        &pick(&|r| r.event_type.as_deref()) as &[Option<&str>],
+        &pick(&|r| r.user_id.as_deref()) as &[Option<&str>],
+        &pick(&|r| r.trace_id.as_deref()) as &[Option<&str>],
+        &pick(&|r| r.terra_reference.as_deref()) as &[Option<&str>],
+        &ordering as &[Option<i64>],
+        &bodies as &[&[u8]],
+        &shas as &[&[u8]],
+        &sizes,
+        &shapes as &[&str],
+        &pick(&|r| r.shape_error.as_deref()) as &[Option<&str>],
+        &parents as &[Option<i64>],
+        &copies,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(created.into_iter().map(|r| (r.dedupe_key, r.id)).collect())
+}
+
+/// Adds redeliveries to the `duplicates` counters of stored rows, skipping rows a worker holds
+/// right now (never waiting for it). Returns the counts that could not be added yet.
+pub async fn count_duplicates(
+    conn: &mut PgConnection,
+    counts: &HashMap<i64, i32>,
+) -> Result<HashMap<i64, i32>, sqlx::Error> {
+    if counts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<i64> = counts.keys().copied().collect();
+    let ns: Vec<i32> = ids.iter().map(|id| counts[id]).collect();
+    let counted = sqlx::query_scalar!(
+        r#"
+        UPDATE terra.deliveries AS d
+        SET duplicates = d.duplicates + c.n, last_duplicate_at = now()
+        FROM UNNEST($1::int8[], $2::int4[]) AS c(id, n)
+        WHERE d.id = c.id
+          AND d.id IN (SELECT id FROM terra.deliveries WHERE id = ANY($1)
+                       ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)
+        RETURNING d.id
+        "#,
+        &ids,
+        &ns
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut left = counts.clone();
+    for id in counted {
+        left.remove(&id);
+    }
+    Ok(left)
+}
+
+/// The parents among `ids` whose ping-mode payload is already in the ledger.
+pub async fn children_of(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> Result<HashSet<i64>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found = sqlx::query_scalar!(
+        r#"SELECT parent_id AS "parent_id!" FROM terra.deliveries WHERE parent_id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// Deletes ledger rows (deliveries whose data a policy says must not be kept).
+pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query!("DELETE FROM terra.deliveries WHERE id = ANY($1)", ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! Background processing: drain the ledger a batch at a time, decode each delivery and write
+//! the typed rows of the whole batch with set-based statements.
+//!
+//! A batch is processed in one transaction that holds its ledger row locks, writes the typed
+//! rows and marks the rows done, so a crash at any point leaves them pending for the next
+//! worker, and several instances can drain one database without processing anything twice.
+
+mod batch;
+mod decode;
+mod download;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::sync::{watch, Notify};
+
+use crate::ledger::{self, Claimed, Settled};
+use crate::lifecycle::RevokedDataPolicy;
+use crate::metrics::Metrics;
+use crate::ping::PingConfig;
+use crate::store::Applied;
+use batch::{WriteError, Written};
+use decode::{Item, Work};
+
+/// How the workers behave.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Concurrent workers in this process (0 disables processing).
+    pub concurrency: usize,
+    /// How often an idle worker looks for work that another instance received.
+    pub poll_interval: Duration,
+    /// Attempts before a failing delivery is parked.
+    pub max_attempts: i32,
+    /// What `deauth` and `access_revoked` do to the user's stored data.
+    pub revoked_data: RevokedDataPolicy,
+    /// Limits of ping-mode downloads.
+    pub ping: PingConfig,
+    /// Most deliveries claimed at once.
+    pub batch_max_deliveries: usize,
+    /// Most body bytes claimed at once (a larger single body is still processed, alone).
+    pub batch_max_bytes: usize,
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Typed rows written (or nothing to write), delivery marked done.
+    Done,
+    /// Its user's data was deleted by the delete policy: not stored, ledger row removed.
+    Discarded,
+    /// Processing failed; it will be retried later.
+    Failed,
+    /// It can never succeed (undecodable or out of attempts); it was parked.
+    Parked,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Discarded => "discarded",
+            Self::Failed => "failed",
+            Self::Parked => "parked",
+        }
+    }
+}
+
+/// Errors that stop a worker iteration (the database itself failing).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The ledger could not be read or updated.
+    #[error("ledger unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What a processed batch did.
+#[derive(Debug, Clone, Default)]
+pub struct BatchReport {
+    /// `(ledger id, outcome)` of each delivery, in queue order.
+    pub outcomes: Vec<(i64, Outcome)>,
+    /// Rows written.
+    pub applied: Applied,
+}
+
+/// Retry delay after `attempts` failed attempts: 2, 4, 8 … seconds, at most an hour.
+pub fn backoff(attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 12)).unwrap_or(12);
+    Duration::from_secs(2u64.pow(exp)).min(Duration::from_secs(3600))
+}
+
+/// Why a delivery did not succeed, before its attempts are counted.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// May succeed later: retry after this delay (or the default backoff).
+    Retry(String, Option<Duration>),
+    /// Cannot succeed: park it.
+    Park(String),
+}
+
+/// How often a batch starts over when a concurrent re-key moved one of its users.
+const RESTARTS: usize = 3;
+
+/// Turns ledger deliveries into typed rows. Cheap to clone; share one per process.
+#[derive(Debug, Clone)]
+pub struct Processor {
+    pool: PgPool,
+    config: WorkerConfig,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+}
+
+impl Processor {
+    /// A processor over `pool`.
+    pub fn new(pool: PgPool, config: WorkerConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            pool,
+            config,
+            metrics,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Claims and processes one batch of due deliveries. `Ok(None)` when there is nothing to do.
+    pub async fn process_batch(&self) -> Result<Option<BatchReport>, WorkerError> {
+        for _ in 0..RESTARTS {
+            match self.try_batch().await {
+                Err(WriteError::UsersMoved) => continue,
+                Err(WriteError::Database(err)) => return Err(err.into()),
+                Ok(report) => return Ok(report),
+            }
+        }
+        // Re-keys keep racing this batch: nothing was written; the next call claims afresh.
+        Ok(Some(BatchReport::default()))
+    }
+
+    async fn try_batch(&self) -> Result<Option<BatchReport>, WriteError> {
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let max_count = i64::try_from(self.config.batch_max_deliveries.max(1)).unwrap_or(1);
+        let max_bytes = i64::try_from(self.config.batch_max_bytes).unwrap_or(i64::MAX);
+        let claimed = ledger::claim(&mut tx, max_count, max_bytes).await?;
+        if claimed.is_empty() {
+            return Ok(None);
+        }
+        let items = decode_off_runtime(claimed).await?;
+        let pings = download::pings(self, &mut tx, &items).await?;
+        let (ready, early) = triage(items, pings.failures);
+        let locked = batch::lock_users(&mut tx, &ready).await?;
+        let policy = self.config.revoked_data;
+        let (applied, written) =
+            batch::write_isolated(&mut tx, &ready, &locked, &pings.children, policy).await?;
+        let verdicts = ready
+            .iter()
+            .zip(written)
+            .map(|(item, w)| (item, Verdict::from(w)))
+            .chain(
+                early
+                    .iter()
+                    .map(|(item, f)| (item, Verdict::Failed(f.clone()))),
+            );
+        let (settled, mut outcomes) = self.settle(verdicts);
+        ledger::record_outcomes(&mut tx, &settled).await?;
+        tx.commit().await?;
+        outcomes.sort_by_key(|(id, _)| *id);
+        self.count(&outcomes, started);
+        Ok(Some(BatchReport { outcomes, applied }))
+    }
+
+    /// Turns each delivery's verdict into what the ledger records, counting attempts.
+    fn settle<'a>(
+        &self,
+        verdicts: impl Iterator<Item = (&'a Item, Verdict)>,
+    ) -> (Vec<Settled>, Vec<(i64, Outcome)>) {
+        let (mut settled, mut outcomes) = (Vec::new(), Vec::new());
+        for (item, verdict) in verdicts {
+            let id = item.origin.delivery_id;
+            let span = tracing::info_span!(
+                "delivery",
+                delivery_id = id,
+                trace_id = item.trace_id.as_deref()
+            );
+            let _entered = span.enter();
+            let attempts = item.attempts + 1;
+            let (record, outcome) = match verdict {
+                Verdict::Done => (Some(Settled::Done(id)), Outcome::Done),
+                Verdict::Discarded => {
+                    tracing::info!("not stored: the user's data was deleted (policy: delete)");
+                    (None, Outcome::Discarded)
+                }
+                Verdict::Failed(Failure::Park(why)) => (Some(park(id, why)), Outcome::Parked),
+                Verdict::Failed(Failure::Retry(why, _)) if attempts >= self.config.max_attempts => {
+                    let why = format!("gave up after {attempts} attempts: {why}");
+                    (Some(park(id, why)), Outcome::Parked)
+                }
+                Verdict::Failed(Failure::Retry(why, delay)) => {
+                    let retry_in = delay.unwrap_or_else(|| backoff(attempts));
+                    tracing::warn!(attempts, error = %why, "processing failed; will retry");
+                    let failed = Settled::Failed {
+                        id,
+                        error: why,
+                        retry_in,
+                    };
+                    (Some(failed), Outcome::Failed)
+                }
+            };
+            settled.extend(record);
+            outcomes.push((id, outcome));
+        }
+        (settled, outcomes)
+    }
+
+    fn count(&self, outcomes: &[(i64, Outcome)], started: Instant) {
+        for (_, outcome) in outcomes {
+            self.metrics.processed(outcome.label());
+        }
+        tracing::debug!(
+            deliveries = outcomes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch processed"
+        );
+    }
+
+    /// Processes due deliveries until none is left. Returns how many were handled.
+    pub async fn drain(&self) -> Result<u64, WorkerError> {
+        let mut handled = 0;
+        while let Some(report) = self.process_batch().await? {
+            handled += report.outcomes.len() as u64;
+        }
+        Ok(handled)
+    }
+
+    /// Runs `concurrency` workers until `stop` turns true. `wake` is signalled when new
+    /// deliveries are stored here, so work received here starts at once; work received by
+    /// other instances is found by polling.
+    pub fn spawn(
+        &self,
+        wake: Arc<Notify>,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.config.concurrency)
+            .map(|_| tokio::spawn(self.clone().run(wake.clone(), stop.clone())))
+            .collect()
+    }
+
+    async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+        let mut error_streak = 0;
+        while !*stop.borrow() {
+            let pause = match self.process_batch().await {
+                Ok(Some(_)) => {
+                    error_streak = 0;
+                    continue;
+                }
+                Ok(None) => {
+                    error_streak = 0;
+                    self.config.poll_interval
+                }
+                Err(err) => {
+                    error_streak += 1;
+                    tracing::warn!(error = %err, "worker cannot reach the ledger");
+                    backoff(error_streak).min(Duration::from_secs(30))
+                }
+            };
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                changed = stop.changed() => if changed.is_err() { break },
+            }
+        }
+    }
+}
+
+/// What processing decided for one delivery.
+enum Verdict {
+    Done,
+    Discarded,
+    Failed(Failure),
+}
+
+impl From<Written> for Verdict {
+    fn from(w: Written) -> Self {
+        match w {
+            Written::Done => Verdict::Done,
+            Written::Discarded => Verdict::Discarded,
+            Written::Failed(why) => Verdict::Failed(Failure::Retry(why, None)),
+        }
+    }
+}
+
+fn park(id: i64, error: String) -> Settled {
+    tracing::error!(error = %error, "delivery parked: it will not be retried until reprocessed");
+    Settled::Parked { id, error }
+}
+
+/// Decodes every claimed body on a blocking thread (CPU work must not stall request handling).
+async fn decode_off_runtime(claimed: Vec<Claimed>) -> Result<Vec<Item>, WriteError> {
+    tokio::task::spawn_blocking(move || claimed.into_iter().map(decode::decode).collect())
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "decoding a batch panicked");
+            WriteError::Database(sqlx::Error::WorkerCrashed)
+        })
+}
+
+/// Separates the deliveries that can be written from those already decided (undecodable,
+/// failed downloads).
+fn triage(
+    items: Vec<Item>,
+    mut failures: HashMap<i64, Failure>,
+) -> (Vec<Item>, Vec<(Item, Failure)>) {
+    let mut ready = Vec::with_capacity(items.len());
+    let mut early = Vec::new();
+    for item in items {
+        if let Work::Invalid(why) = &item.work {
+            let why = why.clone();
+            early.push((item, Failure::Park(why)));
+        } else if let Some(failure) = failures.remove(&item.origin.delivery_id) {
+            early.push((item, failure));
+        } else {
+            ready.push(item);
+        }
+    }
+    (ready, early)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(2), Duration::from_secs(4));
+        assert_eq!(backoff(0), Duration::from_secs(2));
+        assert_eq!(backoff(50), Duration::from_secs(3600));
+    }
+}
