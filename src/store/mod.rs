@@ -28,6 +28,8 @@ mod raw;
 mod samples;
 mod sleep;
 mod table;
+#[cfg(test)]
+mod tests;
 pub mod text;
 
 use std::collections::HashMap;
