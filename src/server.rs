@@ -96,7 +96,7 @@ impl Server {
         };
         tracing::info!(
             webhook_url = %format!("http://{host}{}", self.webhook_path),
-            metrics_addr = ?self.metrics_addr(),
+            metrics_addr = self.metrics_addr().map(tracing::field::display),
             "terra-sink listening"
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -4,6 +4,7 @@
 
 pub mod backfill;
 pub mod connect;
+pub mod deliveries;
 pub mod ledger;
 pub mod lifecycle;
 pub mod queue;
