@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Quick start: runs the whole test suite against a development PostgreSQL.
 #
-#   scripts/test.sh              every test target (lib, bins, tests/, benches in test mode),
-#                                then the doc tests
-#   scripts/test.sh ARGS...      ARGS go to the test runner (e.g. a name filter); the doc tests
-#                                are then skipped unless TERRA_SINK_TEST_DOC=1
+#   scripts/test.sh              every test target (lib, bins, tests/, benches in test mode)
+#   scripts/test.sh ARGS...      ARGS go to the test runner (e.g. a name filter)
 #
-# Uses cargo-nextest when installed (it does not run doc tests, so they run separately with
-# `cargo test --doc`), else `cargo test`. TERRA_SINK_TEST_RUNNER=cargo|nextest forces one.
+# Uses cargo-nextest when installed, else `cargo test`. TERRA_SINK_TEST_RUNNER=cargo|nextest
+# forces one. There are no doc tests (examples live in tests/, and Cargo.toml sets
+# `doctest = false`), so there is no doc-test phase to compile.
 # PostgreSQL comes from scripts/postgres.sh; #[sqlx::test] creates a database per test from
 # DATABASE_URL, so its role needs CREATEDB.
 set -euo pipefail
@@ -36,11 +35,7 @@ run() {
     "$@"
 }
 
-# Doc tests first: the main runner's summary must be the run's last word, so a reader (or CI)
-# sees the real count, not the doc tests' count.
-if [[ $# -eq 0 || ${TERRA_SINK_TEST_DOC:-0} == 1 ]]; then
-    run cargo test --locked --doc
-fi
+echo "test: building the test binaries (the first build takes several minutes), then running them" >&2
 
 case $runner in
     nextest) run cargo nextest run --locked --all-targets --no-fail-fast "$@" ;;

@@ -4,14 +4,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
+use crate::db::DbSettings;
 use crate::lifecycle::RevokedDataPolicy;
 
 /// terra-sink: receives Terra webhooks, keeps every verified delivery in PostgreSQL and decodes it
 /// into typed tables in the `terra` schema.
 #[derive(Debug, Parser)]
-#[command(name = "terra-sink", version, about, long_about = None)]
+#[command(name = "terra-sink", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -37,6 +38,8 @@ pub enum Command {
     Backfill(Box<BackfillArgs>),
     /// Sign a JSON body (a file or a built-in sample) as Terra does and POST it to a webhook URL.
     Send(SendArgs),
+    /// List, show and resend ledger deliveries without writing SQL.
+    Deliveries(DeliveriesArgs),
 }
 
 /// Settings of `reprocess`. Filters combine with AND; repeat a flag to give several values.
@@ -77,12 +80,17 @@ pub struct ReprocessArgs {
     pub worker: WorkerArgs,
 }
 
-/// How logs are written.
+/// How logs and traces are written.
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log line format. Filter verbosity with RUST_LOG (default: info).
     #[arg(long, env = "TERRA_SINK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Export tracing spans with OpenTelemetry (OTLP over HTTP, protobuf) to this collector,
+    /// e.g. http://127.0.0.1:4318 (spans go to <url>/v1/traces). Unset: no export.
+    #[arg(long, env = "TERRA_SINK_OTLP_ENDPOINT", global = true, value_parser = parse_http_url)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Log line formats.
@@ -157,7 +165,7 @@ impl WorkerArgs {
     }
 }
 
-/// Where the database is.
+/// Where the database is and how it is used: the same settings for every command.
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL connection URL, e.g. postgres://user:password@host:5432/terra_sink.
@@ -165,8 +173,14 @@ pub struct DatabaseArgs {
     pub database_url: Option<SecretString>,
 
     /// Largest number of pooled database connections.
-    #[arg(long, env = "TERRA_SINK_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "TERRA_SINK_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub db_max_connections: u32,
+
+    /// Seconds to wait for a database connection (a pooled one, or a new one) before failing.
+    #[arg(long, env = "TERRA_SINK_DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_acquire_timeout_secs: u64,
 }
 
 /// Settings of `serve`.
@@ -254,9 +268,39 @@ pub struct ServeArgs {
 /// Settings of `healthcheck`.
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// Health endpoint to query.
-    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
-    pub url: String,
+    /// URL to query (default: /healthz, or /readyz with --ready, on the port of
+    /// TERRA_SINK_BIND, over loopback when it binds every address).
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Check readiness (/readyz: the database answers and is migrated) instead of liveness.
+    #[arg(long)]
+    pub ready: bool,
+
+    /// The service's listen address, to find its port.
+    #[arg(long, env = "TERRA_SINK_BIND", default_value = "0.0.0.0:8080")]
+    pub bind: SocketAddr,
+
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout_secs: u64,
+}
+
+impl HealthcheckArgs {
+    /// The URL to query.
+    pub fn target(&self) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        let ip = match self.bind.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+            ip if ip.is_unspecified() => "[::1]".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let path = if self.ready { "/readyz" } else { "/healthz" };
+        format!("http://{ip}:{}{path}", self.bind.port())
+    }
 }
 
 /// Settings of `backfill`. Dates are calendar days (YYYY-MM-DD); the end date is exclusive.
@@ -384,9 +428,110 @@ pub struct SendArgs {
     #[arg(long)]
     pub trace_id: Option<String>,
 
+    /// Value of the x-terra-ordering-timestamp header, in Unix milliseconds (higher is newer:
+    /// a stored record is only replaced by a copy with a later one).
+    #[arg(long)]
+    pub ordering_timestamp: Option<i64>,
+
+    /// Value of the terra-reference header (shared by the chunks of a large request).
+    #[arg(long)]
+    pub reference: Option<String>,
+
+    /// Sign as if at this Unix time in seconds (default: now), e.g. to try the tolerance.
+    #[arg(long, conflicts_with = "signature_age")]
+    pub signed_at: Option<i64>,
+
+    /// Sign as if this many seconds ago (the receiver rejects more than its tolerance, 300).
+    #[arg(long)]
+    pub signature_age: Option<u64>,
+
     /// Print the built-in sample names and exit.
     #[arg(long)]
     pub list_samples: bool,
+}
+
+impl SendArgs {
+    /// The signature timestamp to use, given the current Unix time.
+    pub fn signature_time(&self, now: i64) -> i64 {
+        match (self.signed_at, self.signature_age) {
+            (Some(t), _) => t,
+            (None, Some(age)) => now.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX)),
+            (None, None) => now,
+        }
+    }
+}
+
+/// Settings of `deliveries`.
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DeliveriesCommand,
+}
+
+/// The `deliveries` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries, newest first (failed and parked ones with their last error).
+    List(DeliveriesListArgs),
+    /// Show one delivery: everything the ledger keeps about it, then its body.
+    Show(DeliveriesShowArgs),
+    /// Send a stored delivery again, byte for byte, re-signed now with the configured secret
+    /// (e.g. to a staging receiver).
+    Resend(DeliveriesResendArgs),
+}
+
+/// Filters of `deliveries list`; they combine with AND, a repeated flag gives alternatives.
+#[derive(Debug, Args)]
+pub struct DeliveriesListArgs {
+    /// Processing states: pending, done, failed, parked.
+    #[arg(long = "status", value_parser = ["pending", "done", "failed", "parked"])]
+    pub statuses: Vec<String>,
+
+    /// Event types, e.g. --type daily --type sleep.
+    #[arg(long = "type")]
+    pub event_types: Vec<String>,
+
+    /// One Terra user id.
+    #[arg(long = "user")]
+    pub user_id: Option<String>,
+
+    /// Received at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Show at most this many.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+    pub limit: i64,
+}
+
+/// Settings of `deliveries show`.
+#[derive(Debug, Args)]
+pub struct DeliveriesShowArgs {
+    /// Ledger id (terra.deliveries.id).
+    pub id: i64,
+
+    /// Print only the raw body, byte for byte (e.g. to save it for `send --file`).
+    #[arg(long)]
+    pub body_only: bool,
+}
+
+/// Settings of `deliveries resend`.
+#[derive(Debug, Args)]
+pub struct DeliveriesResendArgs {
+    /// Ledger id (terra.deliveries.id).
+    pub id: i64,
+
+    /// Webhook URL to POST to (required: resending is never aimed anywhere by default).
+    #[arg(long)]
+    pub url: String,
+
+    /// Signing secret (the first one when several are given, comma-separated).
+    #[arg(long, env = "TERRA_SIGNING_SECRET", value_parser = parse_secret_list, hide_env_values = true)]
+    pub secret: Option<SecretList>,
 }
 
 /// One or more signing secrets, never printed.
@@ -401,7 +546,7 @@ impl std::fmt::Debug for SecretList {
 
 fn parse_secret(value: &str) -> Result<SecretString, String> {
     if value.trim().is_empty() {
-        return Err("must not be empty".into());
+        return Err("it is empty".into());
     }
     Ok(SecretString::from(value.to_owned()))
 }
@@ -414,9 +559,17 @@ fn parse_secret_list(value: &str) -> Result<SecretList, String> {
         .map(|s| SecretString::from(s.to_owned()))
         .collect();
     if secrets.is_empty() {
-        return Err("must contain at least one secret".into());
+        return Err(format!("it is empty; {SECRET_HINT}"));
     }
     Ok(SecretList(secrets))
+}
+
+fn parse_http_url(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
+    if !(value.starts_with("http://") || value.starts_with("https://")) {
+        return Err("must be an http:// or https:// URL such as http://127.0.0.1:4318".into());
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_path(value: &str) -> Result<String, String> {
@@ -435,11 +588,29 @@ pub struct MissingSetting {
     flag: &'static str,
 }
 
+/// Every setting of a command that is missing or unusable, reported together.
+#[derive(Debug, thiserror::Error)]
+pub struct SettingsError(pub Vec<String>);
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => f.write_str(one),
+            many => {
+                write!(f, "{} settings need attention:", many.len())?;
+                for problem in many {
+                    write!(f, "\n  - {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Validated settings of the webhook receiver.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub database_url: SecretString,
-    pub db_max_connections: u32,
+    pub database: DbSettings,
     pub signing_secrets: Vec<SecretString>,
     pub bind: SocketAddr,
     pub metrics_bind: Option<SocketAddr>,
@@ -464,24 +635,102 @@ impl DatabaseArgs {
             flag: "--database-url",
         })
     }
+
+    /// The database settings, or which setting is missing.
+    pub fn settings(&self) -> Result<DbSettings, MissingSetting> {
+        Ok(DbSettings {
+            url: self.url()?,
+            max_connections: self.db_max_connections,
+            acquire_timeout: Duration::from_secs(self.db_acquire_timeout_secs),
+        })
+    }
+}
+
+/// Shortest signing secret accepted: Terra's are long random strings, so anything shorter is a
+/// typo or a made-up value.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// What to do about an unusable signing secret.
+const SECRET_HINT: &str = "put the signing secret from Terra's dashboard there (scripts/run.sh generates a development one)";
+
+/// Why a configured signing secret cannot be the one from Terra's dashboard, if it cannot.
+pub fn secret_problem(secret: &str) -> Option<String> {
+    let normalised: String = secret
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    const PLACEHOLDERS: [&str; 8] = [
+        "replaceme",
+        "changeme",
+        "yoursecret",
+        "yoursigningsecret",
+        "placeholder",
+        "example",
+        "secret",
+        "todo",
+    ];
+    let is_template = (secret.starts_with('<') && secret.ends_with('>')) || secret.contains("${");
+    if is_template
+        || PLACEHOLDERS.iter().any(|p| {
+            normalised == *p
+                || normalised.starts_with(&format!("{p}with"))
+                || normalised == format!("whsec{p}")
+        })
+    {
+        return Some("is a placeholder, not a secret".to_owned());
+    }
+    let len = secret.chars().count();
+    if len < MIN_SECRET_LEN {
+        return Some(format!(
+            "is only {len} characters long (at least {MIN_SECRET_LEN}); it cannot be one from Terra's dashboard"
+        ));
+    }
+    None
+}
+
+/// The problems with the signing secrets (empty when they are all usable). Never quotes a secret.
+fn signing_secret_problems(given: Option<&SecretList>) -> Vec<String> {
+    const NAME: &str = "TERRA_SIGNING_SECRET (or --signing-secret)";
+    let Some(list) = given else {
+        return vec![format!(
+            "the Terra signing secret is not set: set {NAME}; {SECRET_HINT}"
+        )];
+    };
+    let several = list.0.len() > 1;
+    list.0
+        .iter()
+        .enumerate()
+        .filter_map(|(i, secret)| {
+            let why = secret_problem(secret.expose_secret())?;
+            let which = if several {
+                format!("secret {} of {} in {NAME}", i + 1, list.0.len())
+            } else {
+                format!("the signing secret in {NAME}")
+            };
+            Some(format!("{which} {why}: {SECRET_HINT}"))
+        })
+        .collect()
 }
 
 impl ServeArgs {
-    /// Checks that everything required is present.
-    pub fn validate(self) -> Result<ServeConfig, MissingSetting> {
-        let database_url = self.database.url()?;
-        let signing_secrets = self
-            .signing_secret
-            .ok_or(MissingSetting {
-                what: "the Terra signing secret",
-                env: "TERRA_SIGNING_SECRET",
-                flag: "--signing-secret",
-            })?
-            .0;
+    /// Checks that everything required is present and usable, reporting every problem at once.
+    pub fn validate(self) -> Result<ServeConfig, SettingsError> {
+        let mut problems = Vec::new();
+        let database = self
+            .database
+            .settings()
+            .map_err(|missing| problems.push(missing.to_string()))
+            .ok();
+        problems.extend(signing_secret_problems(self.signing_secret.as_ref()));
+        let (Some(database), Some(secrets), true) =
+            (database, self.signing_secret, problems.is_empty())
+        else {
+            return Err(SettingsError(problems));
+        };
         Ok(ServeConfig {
-            database_url,
-            db_max_connections: self.database.db_max_connections,
-            signing_secrets,
+            database,
+            signing_secrets: secrets.0,
             bind: self.bind,
             metrics_bind: self.metrics_bind,
             webhook_path: self.webhook_path,
@@ -514,20 +763,27 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    const GOOD_A: &str = "whsec_0123456789abcdef";
+    const GOOD_B: &str = "whsec_fedcba9876543210";
+
+    fn serve_args(args: &[&str]) -> Box<ServeArgs> {
+        let mut argv = vec!["terra-sink", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args,
+            other => panic!("expected serve, got {other:?}"),
+        }
+    }
+
     #[test]
     fn secrets_are_split_and_redacted() {
-        let cli = Cli::try_parse_from([
-            "terra-sink",
-            "serve",
+        let list = format!("{GOOD_A}, {GOOD_B}");
+        let args = serve_args(&[
             "--database-url",
             "postgres://u:hunter2@localhost/db",
             "--signing-secret",
-            "whsec_a, whsec_b",
-        ])
-        .unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("expected serve");
-        };
+            &list,
+        ]);
         let shown = format!("{args:?}");
         assert!(
             !shown.contains("hunter2") && !shown.contains("whsec_"),
@@ -539,14 +795,114 @@ mod tests {
     }
 
     #[test]
-    fn missing_secret_names_the_variable() {
-        let cli = Cli::try_parse_from(["terra-sink", "serve", "--database-url", "postgres://x/y"])
-            .unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("expected serve");
-        };
+    fn every_missing_setting_is_reported_at_once() {
+        // Whatever the test's environment holds (test.sh exports DATABASE_URL).
+        let mut args = serve_args(&[]);
+        args.database.database_url = None;
+        args.signing_secret = None;
+        let err = args.validate().unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        let shown = err.to_string();
+        assert!(shown.starts_with("2 settings need attention:"), "{shown}");
+        assert!(shown.contains("DATABASE_URL"), "{shown}");
+        assert!(shown.contains("TERRA_SIGNING_SECRET"), "{shown}");
+
+        let mut args = serve_args(&["--database-url", "postgres://x/y"]);
+        args.signing_secret = None;
         let err = args.validate().unwrap_err().to_string();
         assert!(err.contains("TERRA_SIGNING_SECRET"), "{err}");
+        assert!(
+            !err.contains("need attention"),
+            "one problem, one line: {err}"
+        );
+    }
+
+    #[test]
+    fn placeholder_and_short_secrets_are_refused_without_being_quoted() {
+        for bad in [
+            "replace-me",
+            "REPLACE_ME",
+            "changeme",
+            "<your signing secret>",
+            "replace-me-with-the-terra-secret",
+            "whsec_replace_me",
+            "${TERRA_SIGNING_SECRET}",
+            "abc",
+            "whsec_x",
+        ] {
+            assert!(secret_problem(bad).is_some(), "{bad} accepted");
+        }
+        for good in [GOOD_A, "0123456789abcdef", "a-real-looking-secret-value"] {
+            assert_eq!(secret_problem(good), None, "{good} refused");
+        }
+        let args = serve_args(&[
+            "--database-url",
+            "postgres://x/y",
+            "--signing-secret",
+            &format!("{GOOD_A},replace-me"),
+        ]);
+        let err = args.validate().unwrap_err().to_string();
+        assert!(err.contains("secret 2 of 2"), "{err}");
+        assert!(err.contains("placeholder"), "{err}");
+        assert!(
+            !err.contains("replace-me") && !err.contains(GOOD_A),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "one clear line: {err}");
+    }
+
+    #[test]
+    fn an_empty_secret_is_named_as_empty() {
+        let err = parse_secret_list(" , ").unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn healthcheck_targets_the_configured_port() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["terra-sink", "healthcheck"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Healthcheck(args) => args.target(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            parse(&["--bind", "0.0.0.0:9000", "--ready"]),
+            "http://127.0.0.1:9000/readyz"
+        );
+        assert_eq!(
+            parse(&["--bind", "10.1.2.3:81"]),
+            "http://10.1.2.3:81/healthz"
+        );
+        assert_eq!(parse(&["--bind", "[::]:82"]), "http://[::1]:82/healthz");
+        assert_eq!(parse(&["--url", "http://h:1/x"]), "http://h:1/x");
+    }
+
+    #[test]
+    fn send_can_sign_in_the_past() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["terra-sink", "send", "--sample", "daily"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Send(args) => args.signature_time(1_000_000),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(parse(&[]), 1_000_000);
+        assert_eq!(parse(&["--signature-age", "600"]), 999_400);
+        assert_eq!(parse(&["--signed-at", "42"]), 42);
+        assert!(Cli::try_parse_from([
+            "terra-sink",
+            "send",
+            "--sample",
+            "daily",
+            "--signed-at",
+            "1",
+            "--signature-age",
+            "2"
+        ])
+        .is_err());
     }
 
     #[test]

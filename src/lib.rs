@@ -6,7 +6,9 @@
 pub mod backfill;
 pub mod cli;
 pub mod config;
+pub mod config_source;
 pub mod db;
+pub mod deliveries;
 pub mod http;
 pub mod ledger;
 pub mod lifecycle;

@@ -7,7 +7,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use std::time::Duration;
 
 use crate::model::EVENT_TYPES;
 
@@ -50,6 +52,13 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of the build information.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version of the running binary.
+    pub version: &'static str,
+}
+
 /// Histogram buckets for request latency.
 #[derive(Debug, Clone)]
 pub struct LatencyBuckets;
@@ -82,6 +91,20 @@ pub struct Metrics {
     pub backlog: Family<BacklogLabels, Gauge>,
     /// Age of the oldest delivery waiting to be processed, read at scrape time.
     pub backlog_oldest_age: Gauge<f64, AtomicU64>,
+    /// Open connections in the database pool, read at scrape time.
+    pub pool_connections: Gauge,
+    /// Open connections not in use, read at scrape time.
+    pub pool_idle_connections: Gauge,
+    /// The pool's configured maximum.
+    pub pool_max_connections: Gauge,
+    /// Seconds to process one batch of deliveries (see [`Metrics::observe_processing`]).
+    pub processing_duration: Histogram,
+    /// Seconds from a delivery's acknowledgement to its typed rows being committed.
+    pub ack_to_typed_lag: Histogram,
+    /// Deliveries per processing batch.
+    pub processing_batch_size: Histogram,
+    /// Deliveries per ledger group commit.
+    pub ledger_commit_size: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -155,8 +178,67 @@ impl Metrics {
             "Age of the oldest delivery waiting to be processed (read at scrape time)",
             backlog_oldest_age.clone(),
         );
+        registry.register(
+            "build",
+            "The running binary's version (always 1)",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        let pool_connections = Gauge::default();
+        registry.register(
+            "db_pool_connections",
+            "Open connections in the database pool (read at scrape time)",
+            pool_connections.clone(),
+        );
+        let pool_idle_connections = Gauge::default();
+        registry.register(
+            "db_pool_idle_connections",
+            "Open database connections not in use (read at scrape time); in use = open - idle",
+            pool_idle_connections.clone(),
+        );
+        let pool_max_connections = Gauge::default();
+        registry.register(
+            "db_pool_max_connections",
+            "Largest number of connections the database pool opens (TERRA_SINK_DB_MAX_CONNECTIONS)",
+            pool_max_connections.clone(),
+        );
+        // 1 ms .. ~65 s.
+        let processing_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register(
+            "processing_duration_seconds",
+            "Time to process one batch of ledger deliveries into typed rows, commit included",
+            processing_duration.clone(),
+        );
+        // 10 ms .. ~23 h: a backlog can take hours to drain.
+        let ack_to_typed_lag = Histogram::new(exponential_buckets(0.01, 3.0, 16));
+        registry.register(
+            "ack_to_typed_lag_seconds",
+            "Time from a delivery's acknowledgement (received_at) to its typed rows being committed (done)",
+            ack_to_typed_lag.clone(),
+        );
+        // 1 .. 4096 deliveries.
+        let processing_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "processing_batch_deliveries",
+            "Deliveries processed together in one batch",
+            processing_batch_size.clone(),
+        );
+        let ledger_commit_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "ledger_commit_deliveries",
+            "Deliveries written to the ledger in one group commit",
+            ledger_commit_size.clone(),
+        );
         Self {
             registry,
+            pool_connections,
+            pool_idle_connections,
+            pool_max_connections,
+            processing_duration,
+            ack_to_typed_lag,
+            processing_batch_size,
+            ledger_commit_size,
             processed,
             downloads,
             backlog,
@@ -209,11 +291,92 @@ impl Metrics {
         self.backlog_oldest_age.set(backlog.oldest_age_secs);
     }
 
+    /// Records the database pool's state (call at scrape time).
+    pub fn set_pool(&self, pool: &sqlx::PgPool) {
+        let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+        self.pool_connections.set(i64::from(pool.size()));
+        self.pool_idle_connections.set(idle);
+        self.pool_max_connections
+            .set(i64::from(pool.options().get_max_connections()));
+    }
+
+    /// Records how long one processing batch took, from claim to commit.
+    pub fn observe_processing(&self, took: Duration) {
+        self.processing_duration.observe(took.as_secs_f64());
+    }
+
+    /// Records the lag of one delivery whose typed rows were committed: from `received_at`
+    /// (its acknowledgement) to `done_at` (e.g. `Utc::now()` right after the commit). A clock
+    /// step backwards counts as 0.
+    pub fn observe_ack_to_typed(
+        &self,
+        received_at: chrono::DateTime<chrono::Utc>,
+        done_at: chrono::DateTime<chrono::Utc>,
+    ) {
+        let lag = (done_at - received_at).to_std().unwrap_or_default();
+        self.ack_to_typed_lag.observe(lag.as_secs_f64());
+    }
+
+    /// Records how many deliveries one processing batch held.
+    pub fn observe_batch_size(&self, deliveries: usize) {
+        self.processing_batch_size.observe(deliveries as f64);
+    }
+
+    /// Records how many deliveries one ledger group commit wrote.
+    pub fn observe_ledger_commit(&self, deliveries: usize) {
+        self.ledger_commit_size.observe(deliveries as f64);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_new_metrics_are_exposed_with_prometheus_names() {
+        let metrics = Metrics::new();
+        metrics.observe_processing(Duration::from_millis(30));
+        let done = chrono::Utc::now();
+        metrics.observe_ack_to_typed(done - chrono::Duration::milliseconds(2500), done);
+        metrics.observe_ack_to_typed(done, done - chrono::Duration::seconds(1));
+        metrics.observe_batch_size(64);
+        metrics.observe_ledger_commit(8);
+        let text = metrics.render();
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            text.contains(&format!("terra_sink_build_info{{version=\"{version}\"}} 1")),
+            "{text}"
+        );
+        for (name, sum) in [
+            ("terra_sink_processing_duration_seconds", 0.03),
+            ("terra_sink_processing_batch_deliveries", 64.0),
+            ("terra_sink_ledger_commit_deliveries", 8.0),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} histogram")),
+                "{name}: {text}"
+            );
+            assert!(text.contains(&format!("{name}_count 1")), "{name}: {text}");
+            assert!(
+                text.contains(&format!("{name}_sum {sum}")),
+                "{name}: {text}"
+            );
+        }
+        assert!(
+            text.contains("terra_sink_ack_to_typed_lag_seconds_sum 2.5"),
+            "a backwards clock adds 0: {text}"
+        );
+        assert!(
+            text.contains("terra_sink_ack_to_typed_lag_seconds_count 2"),
+            "{text}"
+        );
     }
 }

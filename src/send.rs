@@ -74,8 +74,8 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("user_reauth", include_str!("../samples/user_reauth.json")),
 ];
 
-/// The default target: a locally running terra-sink.
-pub const DEFAULT_URL: &str = "http://localhost:8080/webhooks/terra";
+/// The default target: a locally running terra-sink (scripts/run.sh listens on loopback).
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080/webhooks/terra";
 
 /// The built-in sample body of an event type, if there is one.
 pub fn sample(event_type: &str) -> Option<&'static str> {
@@ -108,6 +108,17 @@ impl Reply {
     }
 }
 
+/// Prints the receiver's answer (status line, then body); an answer other than 2xx is an error.
+pub fn report(reply: &Reply) -> Result<(), String> {
+    println!("HTTP {} {}", reply.status, reply.reason);
+    println!("{}", reply.body);
+    if reply.accepted() {
+        Ok(())
+    } else {
+        Err(format!("the receiver answered {}", reply.status))
+    }
+}
+
 /// Why a delivery could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -132,6 +143,10 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
     /// `x-terra-trace-id`, if any.
     pub trace_id: Option<&'a str>,
+    /// `x-terra-ordering-timestamp` (Unix milliseconds), if any.
+    pub ordering_timestamp: Option<i64>,
+    /// `terra-reference`, if any.
+    pub terra_reference: Option<&'a str>,
     /// Signature timestamp (Unix seconds); Terra uses the current time.
     pub timestamp: i64,
 }
@@ -156,6 +171,12 @@ pub async fn send(delivery: &Delivery<'_>) -> Result<Reply, SendError> {
         .body(delivery.body.to_vec());
     if let Some(trace) = delivery.trace_id {
         request = request.header("x-terra-trace-id", trace);
+    }
+    if let Some(ordering) = delivery.ordering_timestamp {
+        request = request.header("x-terra-ordering-timestamp", ordering.to_string());
+    }
+    if let Some(reference) = delivery.terra_reference {
+        request = request.header("terra-reference", reference);
     }
     let response = request.send().await.map_err(transport)?;
     let status = response.status();

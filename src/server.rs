@@ -48,7 +48,10 @@ impl Server {
             },
             GroupCommitHooks {
                 stored: wake.clone(),
-                group_written: Arc::new(|_| {}),
+                group_written: {
+                    let metrics = metrics.clone();
+                    Arc::new(move |n| metrics.observe_ledger_commit(n))
+                },
             },
         );
         let state = AppState {
@@ -112,7 +115,7 @@ impl Server {
         };
         tracing::info!(
             webhook_url = %format!("http://{host}{}", self.webhook_path),
-            metrics_addr = ?self.metrics_addr(),
+            metrics_addr = self.metrics_addr().map(tracing::field::display),
             "terra-sink listening"
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

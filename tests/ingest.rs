@@ -443,7 +443,7 @@ fn start_up_without_configuration_fails_with_one_clear_line() {
     let (ok, stderr) = run(&["serve"], &[]);
     assert!(!ok);
     assert!(
-        stderr.contains("error: the database URL is not set: set DATABASE_URL"),
+        stderr.contains("the database URL is not set: set DATABASE_URL"),
         "{stderr}"
     );
 
@@ -459,7 +459,7 @@ fn start_up_without_configuration_fails_with_one_clear_line() {
         &["serve"],
         &[
             ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/x"),
-            ("TERRA_SIGNING_SECRET", "whsec_x"),
+            ("TERRA_SIGNING_SECRET", "whsec_x_0123456789abcdef"),
             ("TERRA_SINK_SIGNATURE_TOLERANCE_SECS", "soon"),
         ],
     );
@@ -479,7 +479,7 @@ fn start_up_without_configuration_fails_with_one_clear_line() {
         &["serve"],
         &[
             ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/x"),
-            ("TERRA_SIGNING_SECRET", "whsec_x"),
+            ("TERRA_SIGNING_SECRET", "whsec_x_0123456789abcdef"),
             ("TERRA_SINK_LOG_FORMAT", "json"),
             ("RUST_LOG", "trace"),
         ],

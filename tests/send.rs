@@ -137,6 +137,8 @@ async fn deliver(app: &TestApp, body: &str, key: &str, trace: Option<&str>) -> s
         secret: &secret(key),
         body: body.as_bytes(),
         trace_id: trace,
+        ordering_timestamp: None,
+        terra_reference: None,
         timestamp: common::now(),
     })
     .await

@@ -1,12 +1,16 @@
 //! PostgreSQL: the connection pool and migrations (and the backfill's bookkeeping table).
 
 pub mod backfill;
+pub mod connect;
+pub mod deliveries;
+pub mod schema;
 
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use secrecy::SecretString;
 use sqlx::PgPool;
+
+pub use connect::{ConnectError, DbSettings};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -20,8 +24,11 @@ pub enum DbError {
     /// A query or connection failed.
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// The database could not be reached: where, and why.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// Migrations could not be applied.
-    #[error("migration failed: {0}")]
+    #[error("cannot apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The database did not answer in time.
     #[error("database did not answer within {0:?}")]
@@ -35,29 +42,25 @@ pub fn connect_lazy(
     max_connections: u32,
     acquire_timeout: Duration,
 ) -> Result<PgPool, DbError> {
-    let options: PgConnectOptions = url
-        .expose_secret()
-        .parse()
-        .map_err(|e: sqlx::Error| DbError::InvalidUrl(redact_sqlx_error(&e)))?;
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .min_connections(0)
-        .acquire_timeout(acquire_timeout)
-        .connect_lazy_with(options.application_name("terra-sink")))
+    connect::pool(&DbSettings {
+        url: url.clone(),
+        max_connections,
+        acquire_timeout,
+    })
 }
 
-/// sqlx's URL errors may quote the URL; keep only the kind of problem.
-fn redact_sqlx_error(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Configuration(_) => "not a valid postgres:// URL".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// Applies every pending migration.
+/// Applies every pending migration. When the database cannot be reached, the error says where
+/// and why rather than that the pool timed out.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await?;
-    Ok(())
+    match MIGRATOR.run(pool).await {
+        Ok(()) => Ok(()),
+        Err(sqlx::migrate::MigrateError::Execute(err)) if connect::is_connection_failure(&err) => {
+            let timeout = pool.options().get_acquire_timeout();
+            connect::probe(&pool.connect_options(), timeout).await?;
+            Err(sqlx::migrate::MigrateError::Execute(err).into())
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// True when the database answers and every embedded migration has been applied.

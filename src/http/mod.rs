@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
 
 pub use error::IngestError;
 pub use verified::VerifiedDelivery;
@@ -64,6 +65,7 @@ pub fn router(state: AppState, webhook_path: &str, with_metrics: bool) -> Router
             state.metrics.clone(),
             record_latency,
         ))
+        .layer(middleware::from_fn(trace_request))
         .layer(CatchPanicLayer::new())
         .with_state(state)
 }
@@ -71,6 +73,39 @@ pub fn router(state: AppState, webhook_path: &str, with_metrics: bool) -> Router
 /// A router serving only `/metrics` (for a separate metrics port).
 pub fn metrics_router() -> Router<AppState> {
     Router::new().route("/metrics", get(health::metrics))
+}
+
+/// Longest trace id put on a span; longer header values are cut (they are not Terra's).
+const MAX_TRACE_ID_LEN: usize = 128;
+
+/// Runs each request inside a `request` span carrying Terra's trace id, so every log line of a
+/// delivery (and, with OTLP export, its span) can be found by that id.
+async fn trace_request(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        trace_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    if let Some(trace_id) = req
+        .headers()
+        .get("x-terra-trace-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        let end = trace_id
+            .char_indices()
+            .nth(MAX_TRACE_ID_LEN)
+            .map_or(trace_id.len(), |(i, _)| i);
+        span.record("trace_id", &trace_id[..end]);
+    }
+    let response = next.run(req).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
 }
 
 /// When a request started, for the per-delivery log line.

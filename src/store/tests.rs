@@ -183,7 +183,11 @@ fn sleep_columns_and_samples() {
     let kinds: Vec<_> = samples.iter().map(|x| (x.0, x.2)).collect();
     assert_eq!(
         kinds,
-        [("sleep_stage", Some(1.0)), ("sleep_stage", Some(5.0)), ("breathing_rate", Some(14.0))]
+        [
+            ("sleep_stage", Some(1.0)),
+            ("sleep_stage", Some(5.0)),
+            ("breathing_rate", Some(14.0))
+        ]
     );
 }
 

@@ -164,7 +164,7 @@ impl Processor {
         ledger::record_outcomes(&mut tx, &settled).await?;
         tx.commit().await?;
         outcomes.sort_by_key(|(id, _)| *id);
-        self.count(&outcomes, started);
+        self.count(&ready, &outcomes, started);
         Ok(Some(BatchReport { outcomes, applied }))
     }
 
@@ -211,10 +211,25 @@ impl Processor {
         (settled, outcomes)
     }
 
-    fn count(&self, outcomes: &[(i64, Outcome)], started: Instant) {
+    fn count(&self, written: &[Item], outcomes: &[(i64, Outcome)], started: Instant) {
         for (_, outcome) in outcomes {
             self.metrics.processed(outcome.label());
         }
+        let now = chrono::Utc::now();
+        let done: std::collections::HashSet<i64> = outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Done)
+            .map(|(id, _)| *id)
+            .collect();
+        for item in written
+            .iter()
+            .filter(|i| done.contains(&i.origin.delivery_id))
+        {
+            self.metrics
+                .observe_ack_to_typed(item.origin.received_at, now);
+        }
+        self.metrics.observe_batch_size(outcomes.len());
+        self.metrics.observe_processing(started.elapsed());
         tracing::debug!(
             deliveries = outcomes.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use terra_sink::config::ServeConfig;
+use terra_sink::db::DbSettings;
 use terra_sink::ledger::GroupCommitConfig;
 use terra_sink::lifecycle::RevokedDataPolicy;
 use terra_sink::ping::PingConfig;
@@ -31,8 +32,11 @@ pub struct TestApp {
 pub fn test_config() -> ServeConfig {
     ServeConfig {
         // Unused by `Server::bind`, which receives the pool directly.
-        database_url: SecretString::from("postgres://unused".to_owned()),
-        db_max_connections: 5,
+        database: DbSettings {
+            url: SecretString::from("postgres://unused".to_owned()),
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(5),
+        },
         signing_secrets: vec![SecretString::from(SECRET.to_owned())],
         bind: "127.0.0.1:0".parse().unwrap(),
         metrics_bind: None,
