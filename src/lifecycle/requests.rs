@@ -38,27 +38,27 @@ pub enum NewsKind {
     },
 }
 
-/// One request's news of a batch, folded as if applied one by one.
+/// A batch's news, folded per request (in reference order) and the chunks to count.
 #[derive(Debug, Default)]
 struct Folded {
+    requests: BTreeMap<String, Request>,
+    chunks: Vec<(String, i64, DateTime<Utc>)>,
+}
+
+/// One request's news of a batch, as if applied one by one.
+#[derive(Debug, Default)]
+struct Request {
     user_id: Option<String>,
     processing_at: Option<DateTime<Utc>>,
     announced_at: Option<DateTime<Utc>>,
     expected: Option<i32>,
 }
 
-/// Records a batch's large-request news: requests created or updated in reference order,
-/// chunks counted once each (counts are derived from the chunks, so redelivery and
-/// reprocessing never double count).
-pub async fn record(conn: &mut PgConnection, news: &[News]) -> Result<(), sqlx::Error> {
-    if news.is_empty() {
-        return Ok(());
-    }
-    let mut requests: BTreeMap<String, Folded> = BTreeMap::new();
-    let (mut chunk_refs, mut chunk_ids, mut chunk_at) = (Vec::new(), Vec::new(), Vec::new());
+fn fold(news: &[News]) -> Folded {
+    let mut folded = Folded::default();
     for n in news {
         let reference = PgText::new(&n.reference).into_string();
-        let r = requests.entry(reference.clone()).or_default();
+        let r = folded.requests.entry(reference.clone()).or_default();
         if r.user_id.is_none() {
             r.user_id = n.user_id.as_deref().map(|u| PgText::new(u).into_string());
         }
@@ -69,12 +69,29 @@ pub async fn record(conn: &mut PgConnection, news: &[News]) -> Result<(), sqlx::
                 r.expected = Some(expected);
             }
             NewsKind::Chunk { delivery_id } => {
-                chunk_refs.push(reference);
-                chunk_ids.push(delivery_id);
-                chunk_at.push(n.received_at);
+                folded.chunks.push((reference, delivery_id, n.received_at));
             }
         }
     }
+    folded
+}
+
+/// Records a batch's large-request news: requests created or updated in reference order,
+/// chunks counted once each (counts are derived from the chunks, so redelivery and
+/// reprocessing never double count).
+pub async fn record(conn: &mut PgConnection, news: &[News]) -> Result<(), sqlx::Error> {
+    if news.is_empty() {
+        return Ok(());
+    }
+    let folded = fold(news);
+    let refs: Vec<&str> = folded.requests.keys().map(String::as_str).collect();
+    upsert_requests(conn, &folded).await?;
+    insert_chunks(conn, &folded.chunks).await?;
+    recount(conn, &refs).await
+}
+
+async fn upsert_requests(conn: &mut PgConnection, folded: &Folded) -> Result<(), sqlx::Error> {
+    let requests = &folded.requests;
     let refs: Vec<&str> = requests.keys().map(String::as_str).collect();
     let users: Vec<Option<&str>> = requests.values().map(|r| r.user_id.as_deref()).collect();
     let processing: Vec<Option<DateTime<Utc>>> =
@@ -100,22 +117,37 @@ pub async fn record(conn: &mut PgConnection, news: &[News]) -> Result<(), sqlx::
         &announced as &[Option<DateTime<Utc>>],
         &expected as &[Option<i32>],
     )
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    if !chunk_ids.is_empty() {
-        sqlx::query!(
-            r#"
-            INSERT INTO terra.large_request_chunks (reference, delivery_id, received_at)
-            SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[])
-            ON CONFLICT DO NOTHING
-            "#,
-            &chunk_refs,
-            &chunk_ids,
-            &chunk_at,
-        )
-        .execute(&mut *conn)
-        .await?;
+    Ok(())
+}
+
+async fn insert_chunks(
+    conn: &mut PgConnection,
+    chunks: &[(String, i64, DateTime<Utc>)],
+) -> Result<(), sqlx::Error> {
+    if chunks.is_empty() {
+        return Ok(());
     }
+    let refs: Vec<&str> = chunks.iter().map(|c| c.0.as_str()).collect();
+    let ids: Vec<i64> = chunks.iter().map(|c| c.1).collect();
+    let at: Vec<DateTime<Utc>> = chunks.iter().map(|c| c.2).collect();
+    sqlx::query!(
+        r#"
+        INSERT INTO terra.large_request_chunks (reference, delivery_id, received_at)
+        SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[])
+        ON CONFLICT DO NOTHING
+        "#,
+        &refs as &[&str],
+        &ids,
+        &at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn recount(conn: &mut PgConnection, refs: &[&str]) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
         UPDATE terra.large_requests AS t SET
@@ -133,7 +165,7 @@ pub async fn record(conn: &mut PgConnection, news: &[News]) -> Result<(), sqlx::
               GROUP BY r.reference) AS c
         WHERE t.reference = c.reference
         "#,
-        &refs as &[&str],
+        refs as &[&str],
     )
     .execute(conn)
     .await?;
