@@ -55,8 +55,10 @@ pub fn to_utc(ts: &Timestamp) -> Option<DateTime<Utc>> {
         instant.with_timezone(&Utc)
     } else if let Some(local) = ts.local() {
         local.and_utc()
-    } else {
+    } else if ts.as_str().len() == 10 {
         ts.date()?.and_hms_opt(0, 0, 0)?.and_utc()
+    } else {
+        return None;
     };
     (1..=9999).contains(&utc.year()).then_some(utc)
 }
@@ -88,7 +90,7 @@ pub fn id_key(id: Option<&str>, start: Option<&Timestamp>, raw: &str) -> String 
 pub fn day_key(start: Option<&Timestamp>, raw: &str) -> (String, Option<NaiveDate>) {
     match start.and_then(Timestamp::day) {
         // Ten ASCII digits and dashes (checked by `Timestamp::day`): never a NUL.
-        Some(day) => (day.to_owned(), start.and_then(Timestamp::date)),
+        Some(day) => (day.into_owned(), start.and_then(Timestamp::date)),
         None => (digest_key(raw), None),
     }
 }
