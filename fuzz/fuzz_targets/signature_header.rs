@@ -7,7 +7,9 @@ use terra_sink::signature::{sign, SignatureHeader, Verifier};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte splits the input: a header value, then a body to sign.
-    let (split, rest) = data.split_first().map_or((0, data), |(s, r)| (*s as usize, r));
+    let (split, rest) = data
+        .split_first()
+        .map_or((0, data), |(s, r)| (*s as usize, r));
     let (header, body) = rest.split_at(split.min(rest.len()));
     if let Ok(value) = std::str::from_utf8(header) {
         if let Ok(parsed) = SignatureHeader::parse(value) {
