@@ -5,6 +5,7 @@
 //!     --secret "$TERRA_SIGNING_SECRET" --size typical --count 20000 --concurrency 32
 //! cargo run --release --example load -- ... --size typical --count 10000 --rate 1000
 //! cargo run --release --example load -- ... --size large --count 20 --concurrency 1
+//! cargo run --release --example load -- ... --size medium --count 200 --concurrency 200
 //! ```
 //! Reports acknowledged deliveries per second and p50/p99/max latency. Only loopback URLs are
 //! accepted, and every run stops after `--count` requests.
@@ -53,8 +54,8 @@ fn parse_args() -> Result<Args, String> {
     if !matches!(host, "127.0.0.1" | "localhost" | "[") {
         return Err("only http://127.0.0.1 or http://localhost targets are allowed".into());
     }
-    if !["typical", "large"].contains(&size.as_str()) {
-        return Err("--size is typical or large".into());
+    if !["typical", "medium", "large"].contains(&size.as_str()) {
+        return Err("--size is typical, medium (~5 MB) or large (~10 MB)".into());
     }
     let secret = SecretString::from(secret.ok_or("set --secret or TERRA_SIGNING_SECRET")?);
     Ok(Args {
@@ -87,11 +88,11 @@ fn typical_body(n: u64) -> String {
     )
 }
 
-/// An activity of about 10 MB: hours of 1 Hz heart-rate samples.
-fn large_body(n: u64) -> String {
-    let mut samples = String::with_capacity(10 * 1024 * 1024);
+/// An activity of about `mib` MiB: hours of 1 Hz heart-rate samples.
+fn activity_body(n: u64, mib: usize) -> String {
+    let mut samples = String::with_capacity(mib * 1024 * 1024);
     let mut i = 0u64;
-    while samples.len() < 10 * 1024 * 1024 {
+    while samples.len() < mib * 1024 * 1024 {
         if i > 0 {
             samples.push(',');
         }
@@ -131,10 +132,14 @@ async fn main() {
         .build()
         .expect("HTTP client");
     // Bodies are built before the clock starts, so generation is not measured.
-    let bodies: Arc<Vec<String>> = Arc::new(if args.size == "large" {
-        (0..args.count.min(4)).map(large_body).collect()
-    } else {
-        (0..args.count.min(1000)).map(typical_body).collect()
+    let bodies: Arc<Vec<String>> = Arc::new(match args.size.as_str() {
+        "large" => (0..args.count.min(4))
+            .map(|n| activity_body(n, 10))
+            .collect(),
+        "medium" => (0..args.count.min(4))
+            .map(|n| activity_body(n, 5))
+            .collect(),
+        _ => (0..args.count.min(1000)).map(typical_body).collect(),
     });
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));

@@ -221,18 +221,8 @@ async fn backfill(args: BackfillArgs) -> Result<(), String> {
     let url = args.database.url().map_err(|e| e.to_string())?;
     let pool = db::connect_lazy(&url, 8, Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Ctrl-C stops after the windows in flight; finished windows are recorded, so the same
-    // command continues from there.
-    tokio::spawn(async move {
-        server::shutdown_signal().await;
-        eprintln!(
-            "stopping after the requests in flight (again to quit at once); finished windows are kept"
-        );
-        let _ = stop_tx.send(true);
-        // A retry can wait minutes (Retry-After, backoff): a second signal must still end it.
-        server::shutdown_signal().await;
-        std::process::exit(130);
-    });
+    let signalled = backfill::signal::stop_on_signals(stop_tx)
+        .map_err(|e| format!("cannot listen for Ctrl-C: {e}"))?;
     let (summary, fatal) = match backfill::run(&pool, &config, stop_rx).await {
         Ok(summary) => (summary, None),
         Err(BackfillError::Fatal { error, summary }) => (*summary, Some(error)),
@@ -247,6 +237,16 @@ async fn backfill(args: BackfillArgs) -> Result<(), String> {
     }
     if let Some(error) = fatal {
         return Err(error.to_string());
+    }
+    if let Some(status) = signalled.exit_status().filter(|_| summary.interrupted) {
+        // Stopped early by a signal: say so in the exit status too (130 for Ctrl-C), as a
+        // script running the command must not take a partial backfill for a finished one.
+        eprintln!("backfill stopped early by a signal; run the same command again to continue");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(i32::from(status));
+    }
+    if summary.interrupted {
+        return Err("backfill stopped early; run the same command again to continue".into());
     }
     if summary.windows_failed > 0 {
         return Err(format!(

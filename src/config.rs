@@ -236,6 +236,10 @@ pub struct ServeArgs {
     )]
     pub header_read_timeout_secs: u64,
 
+    /// Largest request head (request line and all headers) in bytes; larger ones get 431.
+    #[arg(long, env = "TERRA_SINK_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+
     /// Milliseconds to wait for the database to store a delivery before answering 503.
     #[arg(long, env = "TERRA_SINK_PERSIST_TIMEOUT_MS", default_value_t = 1500)]
     pub persist_timeout_ms: u64,
@@ -620,6 +624,7 @@ pub struct ServeConfig {
     pub max_inflight_body_bytes: usize,
     pub body_read_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
     pub persist_timeout: Duration,
     pub group_commit: crate::ledger::GroupCommitConfig,
     pub migrate_on_start: bool,
@@ -739,6 +744,7 @@ impl ServeArgs {
             max_inflight_body_bytes: self.max_inflight_body_bytes.max(self.max_body_bytes),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            max_header_bytes: self.max_header_bytes,
             persist_timeout: Duration::from_millis(self.persist_timeout_ms),
             group_commit: crate::ledger::GroupCommitConfig {
                 max_rows: self.ledger_group_max_rows.max(1),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use sqlx::PgPool;
@@ -30,9 +30,16 @@ pub struct Server {
     webhook_path: String,
     state: AppState,
     worker: WorkerConfig,
-    header_read_timeout: Duration,
+    connections: ConnectionLimits,
     /// Signalled by the ledger writer when it stored new deliveries.
     wake: Arc<tokio::sync::Notify>,
+}
+
+/// What one HTTP connection may cost before its request is handed to the router.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
 }
 
 impl Server {
@@ -86,7 +93,10 @@ impl Server {
             webhook_path: config.webhook_path.clone(),
             state,
             worker: config.worker.clone(),
-            header_read_timeout: config.header_read_timeout,
+            connections: ConnectionLimits {
+                header_read_timeout: config.header_read_timeout,
+                max_header_bytes: config.max_header_bytes,
+            },
             wake,
         })
     }
@@ -132,7 +142,7 @@ impl Server {
             tokio::spawn(serve_http(
                 listener,
                 router,
-                self.header_read_timeout,
+                self.connections,
                 stopped(stop_rx.clone()),
             ))
         });
@@ -143,7 +153,7 @@ impl Server {
         serve_http(
             self.listener,
             self.router,
-            self.header_read_timeout,
+            self.connections,
             stopped(stop_rx),
         )
         .await?;
@@ -161,18 +171,22 @@ impl Server {
 /// Serves `router` on `listener` until `stop`, then lets open connections finish their requests.
 ///
 /// Like `axum::serve`, plus a header read timeout (which needs hyper's timer, not set by
-/// axum): without it a client trickling its headers holds a connection, and a shutdown, forever.
+/// axum): without it a client trickling its headers holds a connection, and a shutdown, forever;
+/// and a cap on the request head, which hyper answers with `431` itself. HTTP/1 only, as the
+/// crate is built (hyper's `max_header_size` is an HTTP/1 setting).
 async fn serve_http(
     listener: TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     stop: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // Checked on the parsed head as well as on the read buffer, so a head that arrives in
+        // one read is capped too (the read buffer limit alone, `max_buf_size`, is not exact).
+        .max_header_size(limits.max_header_bytes);
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -189,10 +203,7 @@ async fn serve_http(
             () = &mut stop => break,
         };
         let service = TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(err) = conn.await {
                 tracing::debug!(error = %err, "connection ended with an error");

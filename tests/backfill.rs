@@ -85,8 +85,8 @@ fn inline_answer(data_type: &str, records: Vec<Value>) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body.to_string().into_bytes(), "application/json")
 }
 
-/// One record per day of `[start, end)`, like Terra for a window of daily data.
-fn daily_answer_for(req: &Request) -> ResponseTemplate {
+/// The `start_date` and `end_date` a request asks for.
+fn requested_dates(req: &Request) -> (NaiveDate, NaiveDate) {
     let q = |k: &str| {
         req.url
             .query_pairs()
@@ -94,7 +94,12 @@ fn daily_answer_for(req: &Request) -> ResponseTemplate {
             .map(|(_, v)| v.into_owned())
             .unwrap()
     };
-    let (start, end) = (d(&q("start_date")), d(&q("end_date")));
+    (d(&q("start_date")), d(&q("end_date")))
+}
+
+/// One record per day of `[start, end)`, like Terra for a window of daily data.
+fn daily_answer_for(req: &Request) -> ResponseTemplate {
+    let (start, end) = requested_dates(req);
     let records = start
         .iter_days()
         .take_while(|day| *day < end)
@@ -858,4 +863,193 @@ async fn the_command_backfills_processes_and_summarises(pool: PgPool) {
         "{stderr}"
     );
     assert!(!stderr.contains(API_KEY) && !String::from_utf8_lossy(&out.stdout).contains(API_KEY));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_database_without_migrations_says_to_run_migrate(pool: PgPool) {
+    let server = MockServer::start().await;
+    let cfg = config(&server, "2026-01-01", "2026-01-02", &[DataType::Daily]);
+    let err = run(&pool, &cfg).await.unwrap_err().to_string();
+    assert!(err.contains("run `terra-sink migrate`"), "{err}");
+    assert!(!err.contains("does not exist"), "{err}");
+    assert!(
+        requested(&server).await.is_empty(),
+        "nothing asked of Terra"
+    );
+}
+
+/// A fake Terra that notes when each request arrived and how many days it covered, and fails
+/// the first `failures_per_window` attempts of each window with a 500.
+struct Arrivals {
+    seen: std::sync::Mutex<Vec<(std::time::Instant, i64)>>,
+    attempts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    failures_per_window: u32,
+}
+
+impl Arrivals {
+    fn new(failures_per_window: u32) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            seen: Default::default(),
+            attempts: Default::default(),
+            failures_per_window,
+        })
+    }
+
+    /// The most days Terra saw within any `period` (arrivals at or after one, less than a
+    /// period later), which is what its per-user limit counts.
+    fn most_days_in_any(&self, period: Duration) -> i64 {
+        let seen = self.seen.lock().unwrap().clone();
+        seen.iter()
+            .map(|&(from, _)| {
+                seen.iter()
+                    .filter(|&&(at, _)| at >= from && at < from + period)
+                    .map(|&(_, days)| days)
+                    .sum::<i64>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+struct ArrivalsResponder(std::sync::Arc<Arrivals>);
+
+async fn fake_terra_noting_arrivals(
+    failures_per_window: u32,
+) -> (MockServer, std::sync::Arc<Arrivals>) {
+    let server = MockServer::start().await;
+    let arrivals = Arrivals::new(failures_per_window);
+    Mock::given(method("GET"))
+        .respond_with(ArrivalsResponder(arrivals.clone()))
+        .mount(&server)
+        .await;
+    (server, arrivals)
+}
+
+/// Daily data of `[start, end)` in 1-day windows, at most `days` days per `period_ms`.
+fn paced(server: &MockServer, start: &str, end: &str, days: u32, period_ms: u64) -> BackfillConfig {
+    let mut cfg = config(server, start, end, &[DataType::Daily]);
+    cfg.window_days = 1;
+    cfg.day_budget = days;
+    cfg.budget_period = Duration::from_millis(period_ms);
+    cfg
+}
+
+impl wiremock::Respond for ArrivalsResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let (start, end) = requested_dates(req);
+        let arrivals = &self.0;
+        let days = (end - start).num_days();
+        arrivals
+            .seen
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), days));
+        let mut attempts = arrivals.attempts.lock().unwrap();
+        let n = attempts.entry(start.to_string()).or_default();
+        *n += 1;
+        if *n <= arrivals.failures_per_window {
+            return ResponseTemplate::new(500).set_body_raw(STATUS_MESSAGE_500, "application/json");
+        }
+        daily_answer_for(req)
+    }
+}
+
+#[sqlx::test]
+async fn the_day_budget_counts_every_attempt_retries_included(pool: PgPool) {
+    let (server, arrivals) = fake_terra_noting_arrivals(1).await;
+    // 1-day windows, each answered 500 once then 200: six requests of one day each.
+    let cfg = paced(&server, "2026-01-01", "2026-01-04", 2, 700);
+    let summary = run(&pool, &cfg).await.unwrap();
+    assert_eq!(summary.windows_done, 3);
+    assert_eq!(requested(&server).await.len(), 6);
+    assert_eq!(arrivals.most_days_in_any(cfg.budget_period), 2);
+}
+
+#[sqlx::test]
+async fn the_day_budget_holds_across_runs(pool: PgPool) {
+    let (server, arrivals) = fake_terra_noting_arrivals(0).await;
+    // The first run spends the whole budget; the next one (the command started again, as after
+    // Ctrl-C, here for the following days) starts at once and must not start afresh.
+    let first = paced(&server, "2026-01-01", "2026-01-03", 2, 700);
+    assert_eq!(run(&pool, &first).await.unwrap().windows_done, 2);
+    let second = paced(&server, "2026-01-03", "2026-01-05", 2, 700);
+    assert_eq!(run(&pool, &second).await.unwrap().windows_done, 2);
+    assert_eq!(requested(&server).await.len(), 4);
+    assert_eq!(arrivals.most_days_in_any(first.budget_period), 2);
+    // Every request is on record, ended.
+    let unended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM terra.backfill_requests WHERE ended_at IS NULL OR user_id <> $1",
+    )
+    .bind(USER)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unended, 0);
+}
+
+#[sqlx::test]
+async fn a_request_whose_end_was_never_recorded_counts_until_its_deadline(pool: PgPool) {
+    let (server, arrivals) = fake_terra_noting_arrivals(0).await;
+    // A run that died mid-request: sent just now, deadline 400 ms ahead, no end.
+    let started = std::time::Instant::now();
+    sqlx::query(
+        "INSERT INTO terra.backfill_requests (user_id, data_type, start_date, end_date, counted_at)
+         VALUES ($1, 'daily', '2025-12-31', '2026-01-01', clock_timestamp() + interval '400 ms')",
+    )
+    .bind(USER)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let cfg = paced(&server, "2026-01-01", "2026-01-02", 1, 300);
+    assert_eq!(run(&pool, &cfg).await.unwrap().windows_done, 1);
+    // It counted until its deadline plus a period, so the new request came after both.
+    let (arrived, _) = arrivals.seen.lock().unwrap()[0];
+    assert!(arrived >= started + Duration::from_millis(700));
+}
+
+#[sqlx::test]
+async fn ctrl_c_exits_130_with_the_summary_saying_it_stopped_early(pool: PgPool) {
+    let server = MockServer::start().await;
+    let (first_request, mut requested_once) = tokio::sync::mpsc::unbounded_channel();
+    Mock::given(method("GET"))
+        .respond_with(move |req: &Request| {
+            let _ = first_request.send(());
+            daily_answer_for(req)
+        })
+        .mount(&server)
+        .await;
+    // One day per minute and 1-day windows: after the first request the run waits for the
+    // budget, which is where Ctrl-C finds it.
+    let mut cmd = backfill_command(
+        &pool,
+        &server,
+        &[
+            "--user-id",
+            USER,
+            "--type",
+            "daily",
+            "--days",
+            "3",
+            "--window-days",
+            "1",
+            "--days-per-minute",
+            "1",
+        ],
+    );
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    requested_once.recv().await.unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("stopped early"), "{stdout}");
+    assert_eq!(requested(&server).await.len(), 1);
 }

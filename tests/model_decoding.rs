@@ -173,7 +173,7 @@ fn timestamps_keep_the_original_and_the_day_is_never_converted() {
     };
     let t0 = e.data[0].start_time().unwrap();
     assert_eq!(t0.as_str(), "2026-07-01T00:00:00.000000-07:00");
-    assert_eq!(e.data[0].day(), Some("2026-07-01"));
+    assert_eq!(e.data[0].day().as_deref(), Some("2026-07-01"));
     assert_eq!(
         t0.instant().unwrap().to_rfc3339(),
         "2026-07-01T00:00:00-07:00"
@@ -185,7 +185,7 @@ fn timestamps_keep_the_original_and_the_day_is_never_converted() {
         "no offset: a wall-clock time, not an instant"
     );
     assert_eq!(t1.local().unwrap().to_string(), "2026-07-02 00:00:00");
-    assert_eq!(e.data[1].day(), Some("2026-07-02"));
+    assert_eq!(e.data[1].day().as_deref(), Some("2026-07-02"));
     assert_eq!(
         serde_json::to_value(&e).unwrap(),
         body,

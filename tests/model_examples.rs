@@ -74,7 +74,7 @@ fn activity_example() {
     assert_eq!(e.user.active, Some(true));
     let a = &e.data[0];
     assert_eq!(a.summary_id(), Some("123e4567-e89b-12d3-a456-426614174000"));
-    assert_eq!(a.day(), Some("2026-07-01"));
+    assert_eq!(a.day().as_deref(), Some("2026-07-01"));
     let m = a.metadata.as_ref().unwrap();
     assert_eq!(m.name.as_deref(), Some("Morning Run"));
     assert_eq!(m.r#type, Some(ActivityType::RUNNING));
@@ -110,7 +110,7 @@ fn daily_example() {
     };
     check_user(&e.user);
     let d = &e.data[0];
-    assert_eq!(d.day(), Some("2026-07-01"));
+    assert_eq!(d.day().as_deref(), Some("2026-07-01"));
     assert_eq!(
         d.metadata.as_ref().unwrap().upload_type,
         Some(UploadType::UNKNOWN)
@@ -136,7 +136,7 @@ fn sleep_example() {
     check_user(&e.user);
     let s = &e.data[0];
     // A sleep that starts the evening before keeps that evening's day.
-    assert_eq!(s.day(), Some("2026-06-30"));
+    assert_eq!(s.day().as_deref(), Some("2026-06-30"));
     let m = s.metadata.as_ref().unwrap();
     assert_eq!(m.is_nap, Some(false));
     // Sleep's upload codes differ from activity's: 1 is Manual here, Automatic there.
@@ -162,7 +162,7 @@ fn body_example() {
     };
     check_user(&e.user);
     let b = &e.data[0];
-    assert_eq!(b.day(), Some("2026-07-01"));
+    assert_eq!(b.day().as_deref(), Some("2026-07-01"));
     let m = &b
         .measurements_data
         .as_ref()
@@ -199,10 +199,10 @@ fn menstruation_example() {
     };
     check_user(&e.user);
     let m = &e.data[0];
-    assert_eq!(m.day(), Some("2026-07-01"));
+    assert_eq!(m.day().as_deref(), Some("2026-07-01"));
     let d = m.menstruation_data.as_ref().unwrap();
     assert_eq!(
-        d.period_start_date.as_ref().unwrap().day(),
+        d.period_start_date.as_ref().unwrap().day().as_deref(),
         Some("2026-06-28")
     );
     assert_eq!(d.day_in_cycle.unwrap().as_i64(), Some(4));
@@ -218,7 +218,7 @@ fn nutrition_example() {
     };
     check_user(&e.user);
     let n = &e.data[0];
-    assert_eq!(n.day(), Some("2026-07-01"));
+    assert_eq!(n.day().as_deref(), Some("2026-07-01"));
     let s = n.summary.as_ref().unwrap();
     let macros = s.macros.as_ref().unwrap();
     assert_eq!(macros.calories, Some(2105.0));

@@ -118,6 +118,51 @@ impl ApiError {
     }
 }
 
+/// Decides when a request may be sent: Terra counts every request's days against the user, so
+/// every attempt (a retry too) is asked for before it is sent and reported when it has ended.
+pub trait Pacer {
+    /// Why an attempt may not be sent (stopping, or the pacer's own bookkeeping failed).
+    type Error;
+
+    /// Waits until the next attempt may be sent.
+    fn before_attempt(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The attempt has ended (answered, failed or timed out): Terra has seen it by now.
+    fn after_attempt(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Why [`TerraClient::fetch`] returned without an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError<E> {
+    /// Terra (or the network) failed.
+    #[error(transparent)]
+    Api(ApiError),
+    /// The pacer refused an attempt.
+    #[error(transparent)]
+    Paced(E),
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    /// An answer (or a failure retrying cannot fix).
+    Done(Result<Answer, ApiError>),
+    /// A failure worth another attempt, after `retry_after` when the server said so.
+    Retry {
+        why: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Attempt {
+    fn retry(why: String, retry_after: Option<Duration>) -> Self {
+        Self::Retry { why, retry_after }
+    }
+}
+
 /// The Terra REST client.
 #[derive(Debug, Clone)]
 pub struct TerraClient {
@@ -156,14 +201,16 @@ impl TerraClient {
     }
 
     /// Fetches one window of one data type for one user, inline (`to_webhook=false`), retrying
-    /// 429 (after `Retry-After`), 5xx and network failures with backoff.
-    pub async fn fetch(
+    /// 429 (after `Retry-After`), 5xx and network failures with backoff. Every attempt, retries
+    /// included, is sent only when `pacer` allows it and reported to it when it ends.
+    pub async fn fetch<P: Pacer>(
         &self,
         data_type: DataType,
         user_id: &str,
         window: Window,
         with_samples: bool,
-    ) -> Result<Answer, ApiError> {
+        pacer: &mut P,
+    ) -> Result<Answer, FetchError<P::Error>> {
         let url = format!("{}/{}", self.base_url, data_type.as_str());
         let (start, end) = (window.start.to_string(), window.end.to_string());
         let query = [
@@ -176,57 +223,69 @@ impl TerraClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let (why, retry_after) = match self.http.get(&url).query(&query).send().await {
-                Err(e) => (format!("request failed: {}", describe(e)), None),
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let body = match response.bytes().await {
-                        Ok(body) => body,
-                        Err(e) => {
-                            let why = format!("reading the answer failed: {}", describe(e));
-                            self.pause(attempt, None, &why, data_type, user_id, window)
-                                .await?;
-                            continue;
-                        }
-                    };
-                    let content_type = header_str(&headers, CONTENT_TYPE.as_str());
-                    if status.is_success() {
-                        let answered_at_ms = header_str(&headers, DATE.as_str())
-                            .and_then(parse_http_date)
-                            .map(|t| t.timestamp_millis());
-                        return parse_answer(data_type, user_id, &body, answered_at_ms);
-                    }
-                    let message = error_message(content_type, &body);
-                    match status {
-                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                            return Err(ApiError::Auth {
-                                status: status.as_u16(),
-                                message,
-                            })
-                        }
-                        StatusCode::TOO_MANY_REQUESTS
-                        | StatusCode::REQUEST_TIMEOUT
-                        | StatusCode::INTERNAL_SERVER_ERROR
-                        | StatusCode::BAD_GATEWAY
-                        | StatusCode::SERVICE_UNAVAILABLE
-                        | StatusCode::GATEWAY_TIMEOUT => {
-                            let after = header_str(&headers, RETRY_AFTER.as_str())
-                                .and_then(|v| parse_retry_after(v, Utc::now()));
-                            (format!("HTTP {}: {message}", status.as_u16()), after)
-                        }
-                        _ => {
-                            return Err(ApiError::Rejected {
-                                status: status.as_u16(),
-                                message,
-                            })
-                        }
-                    }
-                }
+            pacer.before_attempt().await.map_err(FetchError::Paced)?;
+            let outcome = self.attempt(data_type, user_id, &url, &query).await;
+            pacer.after_attempt().await.map_err(FetchError::Paced)?;
+            let (why, retry_after) = match outcome {
+                Attempt::Done(result) => return result.map_err(FetchError::Api),
+                Attempt::Retry { why, retry_after } => (why, retry_after),
             };
             self.pause(attempt, retry_after, &why, data_type, user_id, window)
-                .await?;
+                .await
+                .map_err(FetchError::Api)?;
         }
+    }
+
+    /// One request and its whole answer.
+    async fn attempt(
+        &self,
+        data_type: DataType,
+        user_id: &str,
+        url: &str,
+        query: &[(&str, &str)],
+    ) -> Attempt {
+        let response = match self.http.get(url).query(query).send().await {
+            Ok(response) => response,
+            Err(e) => return Attempt::retry(format!("request failed: {}", describe(e)), None),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                let why = format!("reading the answer failed: {}", describe(e));
+                return Attempt::retry(why, None);
+            }
+        };
+        let content_type = header_str(&headers, CONTENT_TYPE.as_str());
+        if status.is_success() {
+            let answered_at_ms = header_str(&headers, DATE.as_str())
+                .and_then(parse_http_date)
+                .map(|t| t.timestamp_millis());
+            return Attempt::Done(parse_answer(data_type, user_id, &body, answered_at_ms));
+        }
+        let message = error_message(content_type, &body);
+        let status_code = status.as_u16();
+        Attempt::Done(Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ApiError::Auth {
+                status: status_code,
+                message,
+            },
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => {
+                let after = header_str(&headers, RETRY_AFTER.as_str())
+                    .and_then(|v| parse_retry_after(v, Utc::now()));
+                return Attempt::retry(format!("HTTP {status_code}: {message}"), after);
+            }
+            _ => ApiError::Rejected {
+                status: status_code,
+                message,
+            },
+        }))
     }
 
     /// Sleeps before the next attempt, or gives up when the retries are spent.

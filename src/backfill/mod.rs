@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod plan;
+pub mod signal;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
@@ -28,7 +29,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::db::backfill::{self as sql, WindowRecord, WindowStatus};
 use crate::ledger::{self, Arrival, NewDelivery, Stored};
-use client::{Answer, ApiError, ClientConfig, Fetched, TerraClient};
+use client::{Answer, ApiError, ClientConfig, FetchError, Fetched, Pacer, TerraClient};
 use plan::{DataType, DayBudget, Window};
 
 /// Which users to backfill.
@@ -168,6 +169,9 @@ pub enum BackfillError {
         /// What was done before stopping.
         summary: Box<Summary>,
     },
+    /// The database is not migrated.
+    #[error(transparent)]
+    Schema(#[from] sql::SchemaError),
     /// The users could not be listed.
     #[error(transparent)]
     Users(#[from] sql::UsersError),
@@ -205,6 +209,7 @@ pub async fn run(
         error,
         summary: Box::default(),
     })?;
+    sql::check_schema(pool).await?;
     let users = match &config.users {
         Users::Listed(ids) => {
             // Keep the given order, without repeats.
@@ -298,7 +303,7 @@ async fn backfill_user(
 ) -> Result<Summary, sqlx::Error> {
     let config = &shared.config;
     let mut summary = Summary::default();
-    let mut budget = DayBudget::new(config.day_budget, config.budget_period);
+    let mut budget = seeded_budget(shared, user_id).await?;
     let bar = shared
         .bars
         .user(user_id, (windows.len() * config.types.len()) as u64);
@@ -329,32 +334,29 @@ async fn backfill_user(
                 shared.bars.advance(&bar, 0);
                 continue;
             }
-            let wait = budget.wait_for(window.days(), Instant::now());
-            if !wait.is_zero() {
-                tracing::debug!(
-                    user_id,
-                    wait_ms = wait.as_millis() as u64,
-                    "day budget: waiting"
-                );
-                // The budget can hold a user back for up to a minute: a stop must not wait for it.
-                let mut stop = shared.stop.clone();
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    // Err (no sender left) disables this branch: the budget is still honoured.
-                    Ok(_) = stop.wait_for(|stop| *stop) => {}
-                }
-                if shared.stopping() {
+            bar.show(data_type, window, type_records);
+            let mut pacer = UserPacer {
+                shared,
+                budget: &mut budget,
+                user_id,
+                data_type,
+                window,
+                in_flight: None,
+            };
+            let answer = match shared
+                .client
+                .fetch(data_type, user_id, window, config.with_samples, &mut pacer)
+                .await
+            {
+                Ok(answer) => Ok(answer),
+                Err(FetchError::Api(error)) => Err(error),
+                Err(FetchError::Paced(PaceError::Stopping)) => {
                     summary.interrupted = true;
                     bar.finish("stopped");
                     return Ok(summary);
                 }
-            }
-            budget.spend(window.days(), Instant::now());
-            bar.show(data_type, window, type_records);
-            let answer = shared
-                .client
-                .fetch(data_type, user_id, window, config.with_samples)
-                .await;
+                Err(FetchError::Paced(PaceError::Database(e))) => return Err(e),
+            };
             let mut record = WindowRecord {
                 user_id,
                 data_type: data_type.as_str(),
@@ -437,6 +439,103 @@ async fn backfill_user(
     }
     bar.finish("done");
     Ok(summary)
+}
+
+/// A user's day budget, counting what earlier runs sent within the period (Terra's count does
+/// not start afresh when the command does).
+async fn seeded_budget(shared: &Shared, user_id: &str) -> Result<DayBudget, sqlx::Error> {
+    let config = &shared.config;
+    let mut budget = DayBudget::new(config.day_budget, config.budget_period);
+    if config.day_budget == 0 {
+        return Ok(budget);
+    }
+    let now = Instant::now();
+    for earlier in sql::counted_requests(&shared.pool, user_id, config.budget_period).await? {
+        let age = Duration::from_millis(earlier.age_ms.unsigned_abs());
+        // A negative age is a deadline still ahead (a request whose end was never recorded).
+        let at = if earlier.age_ms >= 0 {
+            now.checked_sub(age).unwrap_or(now)
+        } else {
+            now + age
+        };
+        budget.spend(earlier.days, at);
+    }
+    Ok(budget)
+}
+
+/// Why a request was not sent.
+#[derive(Debug, thiserror::Error)]
+enum PaceError {
+    /// The run is stopping.
+    #[error("stopping")]
+    Stopping,
+    /// Recording the request failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Paces the attempts of one window under the user's day budget, and records each in
+/// `terra.backfill_requests` so the next run counts it too.
+///
+/// An attempt counts from when it is sent until a period after it ended: Terra received it at
+/// some moment in between, so no period of Terra's can see more than the budget.
+struct UserPacer<'a> {
+    shared: &'a Shared,
+    budget: &'a mut DayBudget,
+    user_id: &'a str,
+    data_type: DataType,
+    window: Window,
+    in_flight: Option<i64>,
+}
+
+impl Pacer for UserPacer<'_> {
+    type Error = PaceError;
+
+    async fn before_attempt(&mut self) -> Result<(), PaceError> {
+        loop {
+            if self.shared.stopping() {
+                return Err(PaceError::Stopping);
+            }
+            let wait = self.budget.wait_for(self.window.days(), Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            tracing::debug!(
+                user_id = self.user_id,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "day budget: waiting"
+            );
+            // The budget can hold a user back for up to a period: a stop must not wait for it.
+            let mut stop = self.shared.stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                // Err (no sender left) disables this branch: the budget is still honoured.
+                Ok(_) = stop.wait_for(|stop| *stop) => {}
+            }
+        }
+        // Sent right after this row is written: a second covers the gap before the client's
+        // own deadline starts.
+        let deadline = self.shared.config.client.request_timeout + Duration::from_secs(1);
+        let id = sql::request_started(
+            &self.shared.pool,
+            self.user_id,
+            self.data_type.as_str(),
+            self.window.start,
+            self.window.end,
+            deadline,
+        )
+        .await?;
+        self.in_flight = Some(id);
+        Ok(())
+    }
+
+    async fn after_attempt(&mut self) -> Result<(), PaceError> {
+        self.budget.spend(self.window.days(), Instant::now());
+        if let Some(id) = self.in_flight.take() {
+            sql::request_ended(&self.shared.pool, id).await?;
+        }
+        Ok(())
+    }
 }
 
 /// One line per window when there are no progress bars (at debug level when there are).

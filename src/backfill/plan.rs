@@ -156,7 +156,8 @@ pub struct DayBudget {
     /// Days allowed per `period`.
     limit: u32,
     period: Duration,
-    /// When each past request was made and how many days it covered, oldest first.
+    /// When Terra last can have received each past request and how many days it covered,
+    /// oldest first.
     spent: VecDeque<(Instant, u32)>,
 }
 
@@ -199,10 +200,14 @@ impl DayBudget {
         Duration::ZERO
     }
 
-    /// Records a request covering `days` made at `now`.
-    pub fn spend(&mut self, days: u32, now: Instant) {
+    /// Records a request covering `days` that Terra can have received as late as `at` (callers
+    /// pass when it ended: it then counts for a whole period after any moment Terra saw it).
+    pub fn spend(&mut self, days: u32, at: Instant) {
         if self.limit > 0 {
-            self.spent.push_back((now, days));
+            // Kept in time order, which `wait_for` relies on; requests from an earlier run can
+            // be dated after later ones (a deadline of one whose end was never recorded).
+            let i = self.spent.partition_point(|&(t, _)| t <= at);
+            self.spent.insert(i, (at, days));
         }
     }
 }
@@ -304,6 +309,18 @@ mod tests {
         assert_eq!(b.wait_for(4, t2), Duration::ZERO);
         // After the period everything is forgotten.
         assert_eq!(b.wait_for(28, t0 + Duration::from_secs(61)), Duration::ZERO);
+    }
+
+    #[test]
+    fn day_budget_keeps_requests_in_time_order() {
+        let t0 = Instant::now();
+        let mut b = DayBudget::new(2, Duration::from_secs(60));
+        // Known out of order: one counted until a deadline ahead, then one that ended now.
+        b.spend(1, t0 + Duration::from_secs(30));
+        b.spend(1, t0);
+        // Room for one more day only once the request dated `t0` ages out, not the later one.
+        assert_eq!(b.wait_for(1, t0), Duration::from_secs(60));
+        assert_eq!(b.wait_for(2, t0), Duration::from_secs(90));
     }
 
     #[test]

@@ -1,7 +1,112 @@
-//! `terra.backfill_windows`: which backfill windows are finished, so a new run skips them.
+//! `terra.backfill_windows`: which backfill windows are finished, so a new run skips them;
+//! `terra.backfill_requests`: what was sent to Terra when, so the day budget holds across runs.
+
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use sqlx::PgPool;
+
+/// Why a backfill cannot use this database.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Migrations are missing (a new database, or one migrated by an older terra-sink).
+    #[error("this database is not set up for terra-sink (migrations are missing): run `terra-sink migrate` first (with the same DATABASE_URL)")]
+    NotMigrated,
+    /// The check itself failed.
+    #[error("database error: {0}")]
+    Database(#[from] crate::db::DbError),
+}
+
+/// Checks that every migration the backfill relies on is applied.
+pub async fn check_schema(pool: &PgPool) -> Result<(), SchemaError> {
+    if crate::db::is_ready(pool).await? {
+        Ok(())
+    } else {
+        Err(SchemaError::NotMigrated)
+    }
+}
+
+/// Records a request about to be sent; it counts until `deadline` from now unless
+/// [`request_ended`] says it ended sooner. Returns its id.
+pub async fn request_started(
+    pool: &PgPool,
+    user_id: &str,
+    data_type: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+    deadline: Duration,
+) -> Result<i64, sqlx::Error> {
+    let deadline_ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query_scalar!(
+        r#"
+        INSERT INTO terra.backfill_requests (user_id, data_type, start_date, end_date, counted_at)
+        VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5::bigint / 1000.0))
+        RETURNING id
+        "#,
+        user_id,
+        data_type,
+        start,
+        end,
+        deadline_ms
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Records that request `id` has ended (its answer, or its failure, is in).
+pub async fn request_ended(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        UPDATE terra.backfill_requests
+        SET ended_at = clock_timestamp(), counted_at = least(counted_at, clock_timestamp())
+        WHERE id = $1
+        "#,
+        id
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A request of an earlier run that still counts against a user's day budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountedRequest {
+    /// Days it covered.
+    pub days: u32,
+    /// How long ago Terra last can have received it (negative: still in flight, or its end was
+    /// never recorded and the deadline lies ahead), in milliseconds.
+    pub age_ms: i64,
+}
+
+/// The requests for `user_id` that Terra can have received within the last `period`.
+pub async fn counted_requests(
+    pool: &PgPool,
+    user_id: &str,
+    period: Duration,
+) -> Result<Vec<CountedRequest>, sqlx::Error> {
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+    let rows = sqlx::query!(
+        r#"
+        SELECT end_date - start_date AS "days!",
+               (extract(epoch FROM clock_timestamp() - counted_at) * 1000)::bigint AS "age_ms!"
+        FROM terra.backfill_requests
+        WHERE user_id = $1
+          AND counted_at > clock_timestamp() - make_interval(secs => $2::bigint / 1000.0)
+        ORDER BY counted_at
+        "#,
+        user_id,
+        period_ms
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| CountedRequest {
+            days: u32::try_from(r.days).unwrap_or(0),
+            age_ms: r.age_ms,
+        })
+        .collect())
+}
 
 /// How a window ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -51,8 +51,9 @@ macro_rules! record_accessors {
             }
 
             /// The record's calendar day: the first 10 characters of `metadata.start_time`
-            /// (never a converted instant). The key of day-keyed records.
-            pub fn day(&self) -> Option<&str> {
+            /// (never a converted instant; the next day for `T24:00:00`, see
+            /// [`Timestamp::day`]). The key of day-keyed records.
+            pub fn day(&self) -> Option<std::borrow::Cow<'_, str>> {
                 self.start_time()?.day()
             }
         }

@@ -332,6 +332,32 @@ impl Event {
     pub fn from_slice(bytes: &[u8]) -> Result<Event, DecodeError> {
         let peeked = peek_type(bytes)?;
         let ty = peeked.as_deref();
+        let event = Self::decode_as(ty, bytes)?;
+        // The variant follows the first `type`, the fields (as serde does) the last one: a body
+        // naming two types is ambiguous, and decoding it either way would misfile it.
+        if event.decoded_type() != ty {
+            return Err(DecodeError {
+                path: ".type".to_owned(),
+                message: format!(
+                    "`type` appears more than once with different values ({:?} and {:?})",
+                    ty.unwrap_or("null"),
+                    event.decoded_type().unwrap_or("null")
+                ),
+            });
+        }
+        Ok(event)
+    }
+
+    /// The `type` field as the decoder kept it (for `Unknown`, the raw body's).
+    fn decoded_type(&self) -> Option<&str> {
+        match self {
+            Event::Unknown { raw, .. } => raw.get("type").and_then(Value::as_str),
+            typed => typed.type_name(),
+        }
+    }
+
+    /// Decodes `bytes` as the event type `ty`.
+    fn decode_as(ty: Option<&str>, bytes: &[u8]) -> Result<Event, DecodeError> {
         Ok(match ty {
             Some("activity") => Event::Activity(decode(bytes)?),
             Some("body") => Event::Body(decode(bytes)?),
@@ -520,5 +546,27 @@ mod tests {
         }
         let unknown = Event::from_slice(br#"{"type":"brand_new"}"#).unwrap();
         assert!(matches!(unknown, Event::Unknown { .. }));
+    }
+
+    #[test]
+    fn a_body_naming_two_types_is_an_error_not_a_misfiled_event() {
+        // Found by fuzzing: decoded as a healthcheck whose `type` said otherwise, so it
+        // re-encoded as a different event.
+        for body in [
+            r#"{"type":"healthcheck","status":"success","type":"heis_extern"}"#,
+            r#"{"type":"daily","user":{"user_id":"u"},"data":[],"type":"sleep"}"#,
+            r#"{"type":"brand_new","type":"other_new"}"#,
+        ] {
+            let err = Event::from_slice(body.as_bytes()).unwrap_err();
+            assert_eq!(err.path, ".type", "{body}");
+            assert!(err.message.contains("more than once"), "{err}");
+        }
+        // The same type twice, or a null before it, is not ambiguous.
+        for body in [
+            r#"{"type":"healthcheck","type":"healthcheck"}"#,
+            r#"{"type":null,"type":"brand_new"}"#,
+        ] {
+            assert!(Event::from_slice(body.as_bytes()).is_ok(), "{body}");
+        }
     }
 }

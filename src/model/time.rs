@@ -1,8 +1,9 @@
 //! `Timestamp`: Terra's ISO 8601 strings, kept verbatim and parsed only on demand.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveDateTime};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -12,6 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// sometimes omits the offset, in which case the value is the user's local wall-clock time and
 /// is *not* an instant. Decoding keeps the string (so it re-encodes byte for byte and costs no
 /// parsing on the hot path); [`instant`](Self::instant) only answers when an offset is present.
+///
+/// ISO 8601's end of day, `2025-10-01T24:00:00` (with or without zero fractions and an offset),
+/// is the next day's midnight everywhere: [`instant`](Self::instant), [`local`](Self::local),
+/// [`day`](Self::day) and [`date`](Self::date) all say 2025-10-02. Only `24:00:00` itself is
+/// accepted; `24:00:01` is as invalid as `25:00:00`.
 ///
 /// Strings of up to 38 bytes (every Terra timestamp: the longest form is 32) are stored inline,
 /// so hours of 1 Hz samples cost no allocation per timestamp.
@@ -53,18 +59,27 @@ impl Timestamp {
     }
 
     /// The calendar day as written: the first 10 characters (`YYYY-MM-DD`), never converted to
-    /// another zone. This is the key of day-keyed records (daily, body, menstruation, nutrition).
-    pub fn day(&self) -> Option<&str> {
-        let day = self.as_str().get(..10)?;
-        let b = day.as_bytes();
-        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-        (digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10))
-            .then_some(day)
+    /// another zone; for an end-of-day time (`T24:00:00`) the next day, as that is its midnight.
+    /// This is the key of day-keyed records (daily, body, menstruation, nutrition).
+    pub fn day(&self) -> Option<Cow<'_, str>> {
+        let day = self.written_day()?;
+        if self.end_of_day().is_none() {
+            return Some(Cow::Borrowed(day));
+        }
+        // An end of day on an impossible date (`2026-02-30T24:00:00`) keeps the day as written,
+        // like any other time on that date.
+        Some(self.date().map_or(Cow::Borrowed(day), |date| {
+            Cow::Owned(date.format("%Y-%m-%d").to_string())
+        }))
     }
 
     /// The calendar day as a date (see [`day`](Self::day)).
     pub fn date(&self) -> Option<NaiveDate> {
-        NaiveDate::parse_from_str(self.day()?, "%Y-%m-%d").ok()
+        let written = NaiveDate::parse_from_str(self.written_day()?, "%Y-%m-%d").ok()?;
+        match self.end_of_day() {
+            Some(_) => written.succ_opt(),
+            None => Some(written),
+        }
     }
 
     /// True when the string carries a UTC offset (or `Z`), i.e. denotes an instant.
@@ -76,19 +91,47 @@ impl Timestamp {
     pub fn instant(&self) -> Option<DateTime<FixedOffset>> {
         let (_, offset) = self.split_offset();
         offset?;
-        let s = self.as_str();
-        DateTime::parse_from_rfc3339(s)
-            .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
-            .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%z"))
-            .ok()
+        match self.end_of_day() {
+            Some(midnight) => parse_instant(&midnight)?.checked_add_days(Days::new(1)),
+            None => parse_instant(self.as_str()),
+        }
     }
 
     /// The wall-clock date and time as written (ignoring any offset).
     pub fn local(&self) -> Option<NaiveDateTime> {
-        let (wall, _) = self.split_offset();
-        NaiveDateTime::parse_from_str(wall, "%Y-%m-%dT%H:%M:%S%.f")
-            .or_else(|_| NaiveDateTime::parse_from_str(wall, "%Y-%m-%d %H:%M:%S%.f"))
-            .ok()
+        match self.end_of_day() {
+            Some(midnight) => parse_local(Timestamp::new(midnight).split_offset().0)?
+                .checked_add_days(Days::new(1)),
+            None => parse_local(self.split_offset().0),
+        }
+    }
+
+    /// The first 10 characters when they have the shape `YYYY-MM-DD` (not checked as a date).
+    fn written_day(&self) -> Option<&str> {
+        let day = self.as_str().get(..10)?;
+        let b = day.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        (digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10))
+            .then_some(day)
+    }
+
+    /// For an end-of-day time (`…T24:00:00`, optionally `.000…`, then anything), the same string
+    /// at `00:00:00` of the day as written: parse that and add one day.
+    fn end_of_day(&self) -> Option<String> {
+        let s = self.as_str();
+        let after = s.get(10..)?;
+        let rest = after
+            .strip_prefix(['T', 't', ' '])?
+            .strip_prefix("24:00:00")?;
+        // A fraction must be all zeros: `24:00:00.5` is past the end of the day.
+        if let Some(fraction) = rest.strip_prefix(['.', ',']) {
+            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || fraction.bytes().take(digits).any(|b| b != b'0') {
+                return None;
+            }
+        }
+        // `s[..11]` is the date and separator; bytes 11..13 are the ASCII `24`.
+        Some(format!("{}00{}", &s[..11], &s[13..]))
     }
 
     /// Splits `2026-07-01T07:04:11.000000+01:00` into the wall-clock part and the offset part.
@@ -106,6 +149,21 @@ impl Timestamp {
             None => (s, None),
         }
     }
+}
+
+/// An instant in any of the forms Terra uses (RFC 3339, or without the colon in the offset).
+fn parse_instant(s: &str) -> Option<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%z"))
+        .ok()
+}
+
+/// A wall-clock date and time (`T` or space between date and time).
+fn parse_local(wall: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(wall, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(wall, "%Y-%m-%d %H:%M:%S%.f"))
+        .ok()
 }
 
 impl fmt::Display for Timestamp {
@@ -193,7 +251,7 @@ mod tests {
     #[test]
     fn offset_and_local_forms() {
         let t = Timestamp::new("2026-07-01T07:04:11.123456+01:00");
-        assert_eq!(t.day(), Some("2026-07-01"));
+        assert_eq!(t.day().as_deref(), Some("2026-07-01"));
         assert!(t.has_offset());
         let i = t.instant().unwrap();
         assert_eq!(i.to_rfc3339(), "2026-07-01T07:04:11.123456+01:00");
@@ -209,27 +267,103 @@ mod tests {
         assert!(!local.has_offset());
         assert_eq!(local.instant(), None);
         assert_eq!(local.local().unwrap().to_string(), "2026-06-30 23:12:00");
-        assert_eq!(local.day(), Some("2026-06-30"));
+        assert_eq!(local.day().as_deref(), Some("2026-06-30"));
 
         // The day is never shifted into another zone, even near midnight.
         let late = Timestamp::new("2026-06-30T23:30:00.000000-05:00");
-        assert_eq!(late.day(), Some("2026-06-30"));
+        assert_eq!(late.day().as_deref(), Some("2026-06-30"));
         assert_eq!(
             late.instant().unwrap().naive_utc().date().to_string(),
             "2026-07-01"
         );
 
         let date_only = Timestamp::new("2026-06-28");
-        assert_eq!(date_only.day(), Some("2026-06-28"));
+        assert_eq!(date_only.day().as_deref(), Some("2026-06-28"));
         assert_eq!(date_only.instant(), None);
         assert!(!date_only.has_offset());
 
-        assert_eq!(Timestamp::new("garbage").day(), None);
+        assert_eq!(Timestamp::new("garbage").day().as_deref(), None);
         let long = "2026-07-01T07:04:11.123456789012+01:00 (a long, heap-stored form)";
         assert_eq!(Timestamp::new(long).as_str(), long);
-        assert_eq!(Timestamp::new(long).day(), Some("2026-07-01"));
+        assert_eq!(Timestamp::new(long).day().as_deref(), Some("2026-07-01"));
         assert_eq!(Timestamp::new(""), Timestamp::from(""));
-        assert_eq!(Timestamp::new("é").day(), None);
+        assert_eq!(Timestamp::new("é").day().as_deref(), None);
         assert_eq!(Timestamp::new("2026-07-01Tgarbage+01:00").instant(), None);
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::new(s)
+    }
+
+    #[test]
+    fn end_of_day_is_the_next_midnight() {
+        let t = ts("2025-10-01T24:00:00+00:00");
+        assert_eq!(
+            t.instant().unwrap().to_rfc3339(),
+            "2025-10-02T00:00:00+00:00"
+        );
+        assert_eq!(t.local().unwrap().to_string(), "2025-10-02 00:00:00");
+        assert_eq!(t.day().as_deref(), Some("2025-10-02"));
+        assert_eq!(t.date(), NaiveDate::from_ymd_opt(2025, 10, 2));
+        assert_eq!(t.as_str(), "2025-10-01T24:00:00+00:00", "kept as sent");
+
+        // Zero fractions, other offsets, no offset, a space, month and year ends.
+        let cases = [
+            (
+                "2025-10-01T24:00:00.000000+01:00",
+                "2025-10-02T00:00:00+01:00",
+            ),
+            ("2025-10-01T24:00:00.0Z", "2025-10-02T00:00:00+00:00"),
+            ("2025-10-01T24:00:00-0700", "2025-10-02T00:00:00-07:00"),
+            ("2025-10-01 24:00:00+00:00", "2025-10-02T00:00:00+00:00"),
+            ("2025-02-28T24:00:00Z", "2025-03-01T00:00:00+00:00"),
+            ("2024-02-28T24:00:00Z", "2024-02-29T00:00:00+00:00"),
+            ("2025-12-31T24:00:00Z", "2026-01-01T00:00:00+00:00"),
+        ];
+        for (sent, expected) in cases {
+            assert_eq!(ts(sent).instant().unwrap().to_rfc3339(), expected, "{sent}");
+            assert_eq!(ts(sent).day().as_deref(), Some(&expected[..10]), "{sent}");
+        }
+        let local = ts("2025-12-31T24:00:00.000000");
+        assert_eq!(local.instant(), None);
+        assert_eq!(local.local().unwrap().to_string(), "2026-01-01 00:00:00");
+        assert_eq!(local.day().as_deref(), Some("2026-01-01"));
+        assert_eq!(local.date(), NaiveDate::from_ymd_opt(2026, 1, 1));
+    }
+
+    #[test]
+    fn only_the_exact_end_of_day_is_hour_24() {
+        for sent in [
+            "2025-10-01T24:00:01+00:00",
+            "2025-10-01T24:01:00+00:00",
+            "2025-10-01T24:00:00.000001+00:00",
+            "2025-10-01T24:00:00.+00:00",
+            "2025-10-01T25:00:00+00:00",
+        ] {
+            let t = ts(sent);
+            assert_eq!(t.instant(), None, "{sent}");
+            assert_eq!(t.local(), None, "{sent}");
+            // The day as written: the time does not move it.
+            assert_eq!(t.day().as_deref(), Some("2025-10-01"), "{sent}");
+        }
+        assert_eq!(ts("2025-10-01T24:00:01").local(), None);
+        // The end of the day with an impossible offset is no instant (the wall clock still is).
+        assert_eq!(ts("2025-10-01T24:00:00+25:00").instant(), None);
+        // An impossible date stays impossible; the day as written is still the key.
+        let impossible = ts("2025-02-30T24:00:00Z");
+        assert_eq!(impossible.instant(), None);
+        assert_eq!(impossible.date(), None);
+        assert_eq!(impossible.day().as_deref(), Some("2025-02-30"));
+        // A bare date and an ordinary midnight are not moved.
+        assert_eq!(ts("2025-10-01").day().as_deref(), Some("2025-10-01"));
+        assert!(matches!(
+            ts("2025-10-01T00:00:00Z").day(),
+            Some(Cow::Borrowed(_))
+        ));
+        // The last representable day still has an end.
+        assert_eq!(
+            ts("9999-12-31T24:00:00Z").date(),
+            NaiveDate::from_ymd_opt(10000, 1, 1)
+        );
     }
 }

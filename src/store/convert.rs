@@ -15,8 +15,11 @@ pub fn to_utc(ts: &Timestamp) -> Option<DateTime<Utc>> {
         instant.with_timezone(&Utc)
     } else if let Some(local) = ts.local() {
         local.and_utc()
-    } else {
+    } else if ts.as_str().len() == 10 {
         ts.date()?.and_hms_opt(0, 0, 0)?.and_utc()
+    } else {
+        // A time that cannot be read is not a date: not midnight of the day it names.
+        return None;
     };
     (1..=9999).contains(&utc.year()).then_some(utc)
 }
@@ -60,7 +63,7 @@ pub fn day_key(start: Option<&Timestamp>, raw: &str) -> (PgText, Option<NaiveDat
     match start.and_then(Timestamp::day) {
         // Ten ASCII digits and dashes (checked by `Timestamp::day`): plain text.
         Some(day) => (
-            PgText::from_plain(day.to_owned()),
+            PgText::from_plain(day.into_owned()),
             start.and_then(Timestamp::date),
         ),
         None => (digest_key(raw), None),

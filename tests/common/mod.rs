@@ -46,6 +46,7 @@ pub fn test_config() -> ServeConfig {
         max_inflight_body_bytes: 1024 * 1024 * 1024,
         body_read_timeout: Duration::from_secs(30),
         header_read_timeout: Duration::from_secs(10),
+        max_header_bytes: 64 * 1024,
         persist_timeout: Duration::from_millis(1500),
         group_commit: GroupCommitConfig::default(),
         migrate_on_start: false,
