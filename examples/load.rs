@@ -167,7 +167,7 @@ async fn main() {
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let body = bodies[(n as usize) % bodies.len()].as_bytes().to_vec();
-                    let signature = terra_sink::signature::sign(&args.secret, now(), &body);
+                    let signature = terra_sink::sign(&args.secret, now(), &body);
                     let sent = Instant::now();
                     let res = client
                         .post(&args.url)

@@ -224,7 +224,7 @@ async fn main() -> Result<(), Error> {
         .connect(&format!("{base}/{db}"))
         .await?;
     let result = async {
-        terra_sink::db::migrate(&pool).await?;
+        terra_sink::database::migrate(&pool).await?;
         run(&pool, runs, records).await
     }
     .await;

@@ -1,24 +1,47 @@
 //! terra-sink: verify Terra webhooks, keep them in a durable ledger, decode them into typed rows.
 //!
-//! Data flow: [`http`] (HTTP in) → [`signature`] → [`ledger`] (durable ledger) → [`worker`]
-//! (batch decode with [`model`]) → [`store`] and [`lifecycle`] (typed tables). [`cli`] holds the commands of the `terra-sink` binary.
+//! Data flow: `http` (HTTP in) → `signature` → [`ledger`] (the durable ledger, group-committed)
+//! → `worker` (batches, decoded with [`model`]) → `store` and `lifecycle` (typed tables,
+//! users). [`backfill`] pulls history from Terra's REST API into the same ledger. The
+//! `terra-sink` binary (`src/bin/terra-sink/`) owns the command line.
+//!
+//! Modules are private; what the binary, the tests, the benches and the examples use is
+//! re-exported here.
 
 pub mod backfill;
-pub mod cli;
-pub mod config;
-pub mod config_source;
-pub mod db;
-pub mod deliveries;
-pub mod http;
+mod config;
+mod db;
+mod http;
 pub mod ledger;
-pub mod lifecycle;
-pub mod metrics;
+mod lifecycle;
+mod metrics;
 pub mod model;
-pub mod peek;
-pub mod ping;
+mod peek;
+mod ping;
 pub mod send;
-pub mod server;
-pub mod signature;
+mod server;
+mod signature;
 pub mod store;
-pub mod telemetry;
-pub mod worker;
+mod telemetry;
+mod worker;
+
+pub use backfill::{ClientConfig, DataType, RetryPolicy, DEFAULT_BASE_URL as TERRA_API_URL};
+pub use config::ServeConfig;
+pub use db::DbSettings;
+pub use ledger::{GroupCommitConfig, Provenance};
+pub use lifecycle::RevokedDataPolicy;
+pub use metrics::Metrics;
+pub use peek::{peek, BodyShape, Peek};
+pub use ping::PingConfig;
+pub use send::DEFAULT_URL as DEFAULT_SEND_URL;
+pub use server::{shutdown_signal, Server};
+pub use signature::{sign, SignatureError, SignatureHeader, Verifier};
+pub use telemetry::{init as init_telemetry, LogFormat, Telemetry, TelemetryError};
+pub use worker::{BatchReport, Outcome, Processor, WorkerConfig, WorkerError};
+
+/// The database: the connection pool, migrations and the schema's state.
+pub mod database {
+    pub use crate::db::connect::{open, pool, probe, ConnectError, Target};
+    pub use crate::db::schema::{migration_state, MigrationState};
+    pub use crate::db::{migrate, DbError, DbSettings, MIGRATOR};
+}

@@ -16,12 +16,12 @@ pub struct Peek {
     /// The Terra user id (`user.user_id`, or `new_user.user_id` for `user_reauth`).
     pub user_id: Option<String>,
     /// The verdict.
-    pub shape: Shape,
+    pub shape: BodyShape,
 }
 
 /// The verdict of the first look.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Shape {
+pub enum BodyShape {
     /// A JSON object with a known `type`.
     Ok,
     /// Not JSON at all.
@@ -32,7 +32,7 @@ pub enum Shape {
     UnknownType,
 }
 
-impl Shape {
+impl BodyShape {
     /// The label stored in `terra.deliveries.shape`.
     pub fn label(&self) -> &'static str {
         match self {
@@ -109,9 +109,9 @@ pub fn peek(body: &[u8]) -> Peek {
         };
     };
     let shape = if EVENT_TYPES.contains(&kind.as_str()) {
-        Shape::Ok
+        BodyShape::Ok
     } else {
-        Shape::UnknownType
+        BodyShape::UnknownType
     };
     Peek {
         event_type: Some(kind),
@@ -125,7 +125,7 @@ impl Peek {
         Self {
             event_type: None,
             user_id: None,
-            shape: Shape::InvalidJson(reason),
+            shape: BodyShape::InvalidJson(reason),
         }
     }
 
@@ -133,7 +133,7 @@ impl Peek {
         Self {
             event_type: None,
             user_id: None,
-            shape: Shape::UnexpectedShape(reason),
+            shape: BodyShape::UnexpectedShape(reason),
         }
     }
 }
@@ -149,21 +149,21 @@ mod tests {
             peek(br#"{"data":[{"x":1}],"type":"daily","user":{"user_id":"u1","provider":"OURA"}}"#);
         assert_eq!(p.event_type.as_deref(), Some("daily"));
         assert_eq!(p.user_id.as_deref(), Some("u1"));
-        assert_eq!(p.shape, Shape::Ok);
+        assert_eq!(p.shape, BodyShape::Ok);
     }
 
     #[test]
     fn reauth_uses_new_user() {
         let p = peek(br#"{"type":"user_reauth","old_user":null,"new_user":{"user_id":"new"}}"#);
         assert_eq!(p.user_id.as_deref(), Some("new"));
-        assert_eq!(p.shape, Shape::Ok);
+        assert_eq!(p.shape, BodyShape::Ok);
     }
 
     #[test]
     fn escaped_type_is_unescaped() {
         let p = peek(br#"{"type":"sl\u0065ep"}"#);
         assert_eq!(p.event_type.as_deref(), Some("sleep"));
-        assert_eq!(p.shape, Shape::Ok);
+        assert_eq!(p.shape, BodyShape::Ok);
     }
 
     #[test]
@@ -200,13 +200,13 @@ mod tests {
         );
         // A user that is not an object does not hide the type.
         let p = peek(br#"{"type":"deauth","user":5}"#);
-        assert_eq!((p.shape, p.user_id), (Shape::Ok, None));
+        assert_eq!((p.shape, p.user_id), (BodyShape::Ok, None));
     }
 
     #[test]
     fn nul_characters_are_fine() {
         let p = peek(br#"{"type":"sleep","note":"a\u0000b"}"#);
-        assert_eq!(p.shape, Shape::Ok);
+        assert_eq!(p.shape, BodyShape::Ok);
     }
 
     proptest! {

@@ -16,6 +16,16 @@ pub struct PingConfig {
     pub allow_http: bool,
 }
 
+impl Default for PingConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            max_bytes: 512 * 1024 * 1024,
+            allow_http: false,
+        }
+    }
+}
+
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {

@@ -134,7 +134,7 @@ pub enum SendError {
 
 /// A delivery to send.
 #[derive(Debug)]
-pub struct Delivery<'a> {
+pub struct Outgoing<'a> {
     /// Webhook URL.
     pub url: &'a str,
     /// Signing secret.
@@ -153,7 +153,7 @@ pub struct Delivery<'a> {
 
 /// Signs the body with `terra-signature: t=<t>,v1=<HMAC-SHA256 of "<t>.<body>">` and POSTs it
 /// with Terra's headers.
-pub async fn send(delivery: &Delivery<'_>) -> Result<Reply, SendError> {
+pub async fn send(delivery: &Outgoing<'_>) -> Result<Reply, SendError> {
     let transport = |e: reqwest::Error| SendError::Transport {
         url: delivery.url.to_owned(),
         reason: e.without_url().to_string(),

@@ -14,7 +14,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal unless `NO_COLOR` is set).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]

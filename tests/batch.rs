@@ -10,13 +10,13 @@ use std::time::Duration;
 use common::{test_config, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use terra_sink::metrics::Metrics;
-use terra_sink::worker::{Outcome, Processor};
+use terra_sink::Metrics;
+use terra_sink::{Outcome, Processor};
 
 const OLD: &str = "old-user";
 const NEW: &str = "new-user";
 
-fn receive_only() -> terra_sink::config::ServeConfig {
+fn receive_only() -> terra_sink::ServeConfig {
     let mut config = test_config();
     config.worker.concurrency = 0;
     config

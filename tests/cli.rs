@@ -177,7 +177,7 @@ async fn start_up_prints_the_version_and_the_migration_state(pool: PgPool) {
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
     let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
     let message = schema["message"].as_str().unwrap();
-    let embedded = terra_sink::db::MIGRATOR.iter().count();
+    let embedded = terra_sink::database::MIGRATOR.iter().count();
     assert!(
         message.contains(&format!(
             "applied {embedded} now; {embedded} of {embedded} migrations applied"

@@ -136,10 +136,8 @@ async fn a_delivery_is_resent_byte_for_byte_and_re_signed(pool: PgPool) {
     let (headers, body) = received.lock().unwrap().pop().unwrap();
     assert_eq!(body, DAILY.as_bytes());
     assert_eq!(headers["x-terra-trace-id"], "t-daily");
-    let verifier = terra_sink::signature::Verifier::new(
-        &[secrecy::SecretString::from(SECRET.to_owned())],
-        300,
-    );
+    let verifier =
+        terra_sink::Verifier::new(&[secrecy::SecretString::from(SECRET.to_owned())], 300);
     let signature = headers["terra-signature"].to_str().unwrap();
     verifier
         .verify(Some(signature), &body, common::now())

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use common::{test_config, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use terra_sink::lifecycle::RevokedDataPolicy;
-use terra_sink::metrics::Metrics;
-use terra_sink::worker::Processor;
+use terra_sink::Metrics;
+use terra_sink::Processor;
+use terra_sink::RevokedDataPolicy;
 
-fn receive_only() -> terra_sink::config::ServeConfig {
+fn receive_only() -> terra_sink::ServeConfig {
     let mut config = test_config();
     config.worker.concurrency = 0;
     config

@@ -252,7 +252,7 @@ async fn readyz_fails_until_migrations_are_applied(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
-    terra_sink::db::migrate(&pool).await.unwrap();
+    terra_sink::database::migrate(&pool).await.unwrap();
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     app.stop().await;
@@ -281,7 +281,12 @@ async fn unreachable_database_answers_503_within_two_seconds() {
     for addr in [hole, refused] {
         let config = test_config();
         let url = secrecy::SecretString::from(format!("postgres://postgres@{addr}/terra"));
-        let pool = terra_sink::db::connect_lazy(&url, 2, config.persist_timeout).unwrap();
+        let pool = terra_sink::database::pool(&terra_sink::DbSettings {
+            url,
+            max_connections: 2,
+            acquire_timeout: config.persist_timeout,
+        })
+        .unwrap();
         let app = TestApp::spawn_with(pool, config).await;
 
         let started = Instant::now();
@@ -496,9 +501,7 @@ fn start_up_without_configuration_fails_with_one_clear_line() {
 async fn metrics_can_have_their_own_port_and_healthcheck_command_works(pool: PgPool) {
     let mut config = test_config();
     config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
-    let server = terra_sink::server::Server::bind(&config, pool)
-        .await
-        .unwrap();
+    let server = terra_sink::Server::bind(&config, pool).await.unwrap();
     let main = server.local_addr().unwrap();
     let metrics = server.metrics_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

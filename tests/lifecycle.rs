@@ -12,9 +12,9 @@ use axum::Router;
 use common::{test_config, TestApp};
 use serde_json::Value;
 use sqlx::PgPool;
-use terra_sink::lifecycle::RevokedDataPolicy;
-use terra_sink::metrics::Metrics;
-use terra_sink::worker::{Outcome, Processor};
+use terra_sink::Metrics;
+use terra_sink::RevokedDataPolicy;
+use terra_sink::{Outcome, Processor};
 
 const OLD: &str = "40f7b0e1-89e2-43ac-a5b8-1e29c8d47cad";
 const NEW: &str = "9c8b7a65-4321-4fed-a0b9-87c6d5e4f321";
@@ -59,7 +59,7 @@ const USER_TABLES: [&str; 11] = [
     "health_observations",
 ];
 
-fn receive_only() -> terra_sink::config::ServeConfig {
+fn receive_only() -> terra_sink::ServeConfig {
     let mut config = test_config();
     config.worker.concurrency = 0;
     config

@@ -68,7 +68,12 @@ async fn metrics_expose_build_info_the_pool_and_the_processing_histograms(pool: 
 async fn app_without_database() -> (TestApp, std::net::SocketAddr) {
     let refused = binary::refused_addr();
     let url = secrecy::SecretString::from(format!("postgres://postgres:hunter2@{refused}/terra"));
-    let pool = terra_sink::db::connect_lazy(&url, 2, std::time::Duration::from_secs(1)).unwrap();
+    let pool = terra_sink::database::pool(&terra_sink::DbSettings {
+        url,
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(1),
+    })
+    .unwrap();
     (TestApp::spawn_with(pool, test_config()).await, refused)
 }
 

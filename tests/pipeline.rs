@@ -50,7 +50,7 @@ async fn daily_steps(pool: &PgPool, user: &str) -> Vec<(String, Option<i64>)> {
     .unwrap()
 }
 
-fn receive_only() -> terra_sink::config::ServeConfig {
+fn receive_only() -> terra_sink::ServeConfig {
     let mut config = test_config();
     config.worker.concurrency = 0;
     config
@@ -193,7 +193,7 @@ async fn failing_writes_are_retried_with_backoff_then_parked(pool: PgPool) {
     app.deliver(&daily("u3", "2026-11-05", 5), &[]).await;
 
     let outcome = common::step(&processor).await.unwrap();
-    assert_eq!(outcome.1, terra_sink::worker::Outcome::Failed);
+    assert_eq!(outcome.1, terra_sink::Outcome::Failed);
     let (status, attempts, error, delay): (String, i32, String, f64) = sqlx::query_as(
         "SELECT status, attempts, last_error,
                 extract(epoch FROM next_attempt_at - now())::float8
@@ -214,7 +214,7 @@ async fn failing_writes_are_retried_with_backoff_then_parked(pool: PgPool) {
         .await
         .unwrap();
     let outcome = common::step(&processor).await.unwrap();
-    assert_eq!(outcome.1, terra_sink::worker::Outcome::Parked);
+    assert_eq!(outcome.1, terra_sink::Outcome::Parked);
     assert!(daily_steps(&pool, "u3").await.is_empty());
 
     // Once the database is fixed, `reprocess` brings it in.

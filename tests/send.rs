@@ -11,7 +11,7 @@ use model_support::schema::Schemas;
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::PgPool;
-use terra_sink::send::{self, Delivery, SAMPLES};
+use terra_sink::send::{self, Outgoing, SAMPLES};
 
 fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
@@ -132,7 +132,7 @@ fn every_sample_with_a_published_schema_is_valid_against_it() {
 }
 
 async fn deliver(app: &TestApp, body: &str, key: &str, trace: Option<&str>) -> send::Reply {
-    send::send(&Delivery {
+    send::send(&Outgoing {
         url: &app.url("/webhooks/terra"),
         secret: &secret(key),
         body: body.as_bytes(),

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use terra_sink::peek::{peek, Shape};
+use terra_sink::{peek, BodyShape as Shape};
 
 fuzz_target!(|data: &[u8]| {
     let first = peek(data);

@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use secrecy::SecretString;
-use terra_sink::signature::{sign, SignatureHeader, Verifier};
+use terra_sink::{sign, SignatureHeader, Verifier};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte splits the input: a header value, then a body to sign.

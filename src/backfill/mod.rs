@@ -12,9 +12,13 @@
 //! rows are processed (or reprocessed) in. Leaving it empty would let an old backfill row that is
 //! reprocessed later clobber a newer webhook copy.
 
-pub mod client;
-pub mod plan;
-pub mod signal;
+mod client;
+mod plan;
+mod signal;
+
+pub use client::{ApiError, ClientConfig, RetryPolicy, DEFAULT_BASE_URL};
+pub use plan::{resolve_range, DataType, Window};
+pub use signal::{stop_on_signals, Signalled};
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
@@ -29,8 +33,8 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::db::backfill::{self as sql, WindowRecord, WindowStatus};
 use crate::ledger::{self, Arrival, NewDelivery, Stored};
-use client::{Answer, ApiError, ClientConfig, FetchError, Fetched, Pacer, TerraClient};
-use plan::{DataType, DayBudget, Window};
+use client::{Answer, FetchError, Fetched, Pacer, TerraClient};
+use plan::DayBudget;
 
 /// Which users to backfill.
 #[derive(Debug, Clone)]

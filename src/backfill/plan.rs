@@ -11,7 +11,7 @@ use chrono::{Days, NaiveDate};
 pub const MAX_WINDOW_DAYS: u32 = 28;
 
 /// The six data types Terra serves over REST with a date range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DataType {
     /// `GET /activity`: workouts.
     Activity,

@@ -21,6 +21,17 @@ pub struct DbSettings {
     pub acquire_timeout: Duration,
 }
 
+impl Default for DbSettings {
+    /// No URL (it must be given), 16 connections, 5 s to get one.
+    fn default() -> Self {
+        Self {
+            url: SecretString::from(String::new()),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Where a database is, without its password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

@@ -2,12 +2,10 @@
 
 pub mod backfill;
 pub mod connect;
-pub mod deliveries;
 pub mod schema;
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use sqlx::PgPool;
 
 pub use connect::{ConnectError, DbSettings};
@@ -33,20 +31,6 @@ pub enum DbError {
     /// The database did not answer in time.
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
-}
-
-/// Builds a pool that connects lazily, so the service starts (and reports not-ready) while the
-/// database is down. `acquire_timeout` bounds how long a request can wait for a connection.
-pub fn connect_lazy(
-    url: &SecretString,
-    max_connections: u32,
-    acquire_timeout: Duration,
-) -> Result<PgPool, DbError> {
-    connect::pool(&DbSettings {
-        url: url.clone(),
-        max_connections,
-        acquire_timeout,
-    })
 }
 
 /// Applies every pending migration. When the database cannot be reached, the error says where

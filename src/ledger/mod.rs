@@ -5,6 +5,7 @@
 //! and [`insert`]; webhooks go through the [`GroupCommit`] writer, which commits many
 //! concurrent deliveries at once.
 
+mod inspect;
 mod queue;
 mod sql;
 mod writer;
@@ -15,11 +16,12 @@ use sha2::{Digest, Sha256};
 
 use crate::peek::peek;
 use crate::store::text::{self, PgText};
-pub use queue::{
-    backlog, claim, count_by_status, record_outcomes, requeue, Backlog, Claimed, Selection, Settled,
-};
-pub use sql::{children_of, count_duplicates, delete, insert, Stored};
-pub use writer::{GroupCommit, GroupCommitConfig, GroupCommitHooks, LedgerError};
+pub use inspect::{get, list, lock_selected, status_counts, Detail, ListFilter, Summary};
+pub(crate) use queue::{backlog, claim, record_outcomes, Backlog, Claimed, Settled};
+pub use queue::{count_by_status, requeue, Selection};
+pub(crate) use sql::{children_of, count_duplicates, delete, insert, Stored};
+pub use writer::GroupCommitConfig;
+pub(crate) use writer::{GroupCommit, GroupCommitHooks, LedgerError};
 
 /// Where a ledger body came from: `terra.deliveries.source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use requests::{AuthAttempt, News, NewsKind};
 use users::{Status, Update};
 
 /// What happens to a user's stored health data on `deauth` and `access_revoked`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RevokedDataPolicy {
     /// Keep everything; only the user's status changes.
     #[default]

@@ -30,7 +30,7 @@ mod sleep;
 mod table;
 #[cfg(test)]
 mod tests;
-pub mod text;
+pub(crate) mod text;
 
 use std::collections::HashMap;
 
@@ -40,18 +40,17 @@ use sqlx::PgConnection;
 
 use crate::ledger::Provenance;
 use crate::model::{Event, TerraUser};
-pub use activity::ActivityRow;
-pub use athlete::AthleteRow;
-pub use body::BodyRow;
-pub use convert::{instant, to_utc};
-pub use daily::DailyRow;
-pub use menstruation::MenstruationRow;
-pub use nutrition::NutritionRow;
-pub use raw::{HealthObservationRow, HormoneRow, LabReportRow, PlannedWorkoutRow};
-pub use samples::{Samples, Series};
-pub use sleep::SleepRow;
-pub use table::Record;
-pub use text::PgText;
+pub(crate) use activity::ActivityRow;
+pub(crate) use athlete::AthleteRow;
+pub(crate) use body::BodyRow;
+pub(crate) use daily::DailyRow;
+pub(crate) use menstruation::MenstruationRow;
+pub(crate) use nutrition::NutritionRow;
+pub(crate) use raw::{HealthObservationRow, HormoneRow, LabReportRow, PlannedWorkoutRow};
+pub(crate) use samples::Samples;
+pub(crate) use sleep::SleepRow;
+pub(crate) use table::Record;
+pub(crate) use text::PgText;
 
 use table::Written;
 

@@ -43,6 +43,20 @@ pub struct WorkerConfig {
     pub batch_max_bytes: usize,
 }
 
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            poll_interval: Duration::from_millis(500),
+            max_attempts: 10,
+            revoked_data: RevokedDataPolicy::Keep,
+            ping: PingConfig::default(),
+            batch_max_deliveries: 500,
+            batch_max_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -7,13 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
 use sqlx::PgPool;
-use terra_sink::config::ServeConfig;
-use terra_sink::db::DbSettings;
-use terra_sink::ledger::GroupCommitConfig;
-use terra_sink::lifecycle::RevokedDataPolicy;
-use terra_sink::ping::PingConfig;
-use terra_sink::server::Server;
-use terra_sink::worker::{Processor, WorkerConfig};
+use terra_sink::{DbSettings, PingConfig, Processor, ServeConfig, Server, WorkerConfig};
 use tokio::sync::oneshot;
 
 /// The signing secret every test app is configured with.
@@ -28,41 +22,31 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-/// The configuration tests start from: random port, the test secret, a small body limit.
+/// The configuration tests start from: the documented defaults, but a random loopback port,
+/// the test secret, no migrations (the test database has them), quick polling, fewer
+/// attempts and downloads from a local fake S3 allowed.
 pub fn test_config() -> ServeConfig {
     ServeConfig {
         // Unused by `Server::bind`, which receives the pool directly.
         database: DbSettings {
             url: SecretString::from("postgres://unused".to_owned()),
             max_connections: 5,
-            acquire_timeout: Duration::from_secs(5),
+            ..DbSettings::default()
         },
         signing_secrets: vec![SecretString::from(SECRET.to_owned())],
         bind: "127.0.0.1:0".parse().unwrap(),
-        metrics_bind: None,
-        webhook_path: "/webhooks/terra".to_owned(),
-        signature_tolerance_secs: 300,
-        max_body_bytes: 64 * 1024 * 1024,
-        max_inflight_body_bytes: 1024 * 1024 * 1024,
-        body_read_timeout: Duration::from_secs(30),
-        header_read_timeout: Duration::from_secs(10),
-        max_header_bytes: 64 * 1024,
-        persist_timeout: Duration::from_millis(1500),
-        group_commit: GroupCommitConfig::default(),
         migrate_on_start: false,
         worker: WorkerConfig {
-            concurrency: 2,
             poll_interval: Duration::from_millis(200),
             max_attempts: 3,
-            revoked_data: RevokedDataPolicy::Keep,
             ping: PingConfig {
                 timeout: Duration::from_secs(2),
                 max_bytes: 1024 * 1024,
                 allow_http: true,
             },
-            batch_max_deliveries: 500,
-            batch_max_bytes: 32 * 1024 * 1024,
+            ..WorkerConfig::default()
         },
+        ..ServeConfig::default()
     }
 }
 
@@ -130,7 +114,7 @@ pub fn now() -> i64 {
 
 /// Signs `body` at `t` with the test secret, as Terra does.
 pub fn sign(body: &[u8], t: i64) -> String {
-    terra_sink::signature::sign(&SecretString::from(SECRET.to_owned()), t, body)
+    terra_sink::sign(&SecretString::from(SECRET.to_owned()), t, body)
 }
 
 /// Number of rows in the ledger.
@@ -150,12 +134,12 @@ pub fn processor(pool: &PgPool) -> Processor {
     Processor::new(
         pool.clone(),
         config,
-        std::sync::Arc::new(terra_sink::metrics::Metrics::new()),
+        std::sync::Arc::new(terra_sink::Metrics::new()),
     )
 }
 
 /// Processes one batch and returns its single outcome (for a processor with batches of one).
-pub async fn step(processor: &Processor) -> Option<(i64, terra_sink::worker::Outcome)> {
+pub async fn step(processor: &Processor) -> Option<(i64, terra_sink::Outcome)> {
     let report = processor.process_batch().await.unwrap()?;
     assert_eq!(report.outcomes.len(), 1, "a batch of one");
     report.outcomes.first().copied()

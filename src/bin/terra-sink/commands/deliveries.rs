@@ -4,11 +4,12 @@ use std::io::Write;
 
 use sqlx::PgPool;
 
-use crate::config::{
+use terra_sink::ledger::{self as deliveries, Detail, ListFilter, Summary};
+use terra_sink::send::{self, Outgoing};
+
+use crate::args::{
     DeliveriesCommand, DeliveriesListArgs, DeliveriesResendArgs, DeliveriesShowArgs,
 };
-use crate::db::deliveries::{self, Detail, ListFilter, Summary};
-use crate::send;
 
 /// Longest last error shown in a list (`deliveries show` prints it whole).
 const LIST_ERROR_CHARS: usize = 160;
@@ -37,11 +38,11 @@ pub enum DeliveriesError {
 }
 
 /// Runs one `deliveries` subcommand.
-pub async fn run(pool: &PgPool, command: DeliveriesCommand) -> Result<(), DeliveriesError> {
+pub async fn run(pool: &PgPool, command: DeliveriesCommand) -> anyhow::Result<()> {
     match command {
-        DeliveriesCommand::List(args) => list(pool, args).await,
-        DeliveriesCommand::Show(args) => show(pool, &args).await,
-        DeliveriesCommand::Resend(args) => resend(pool, &args).await,
+        DeliveriesCommand::List(args) => Ok(list(pool, args).await?),
+        DeliveriesCommand::Show(args) => Ok(show(pool, &args).await?),
+        DeliveriesCommand::Resend(args) => Ok(resend(pool, &args).await?),
     }
 }
 
@@ -82,7 +83,7 @@ async fn resend(pool: &PgPool, args: &DeliveriesResendArgs) -> Result<(), Delive
         .and_then(|list| list.0.first())
         .ok_or(DeliveriesError::NoSecret)?;
     // Terra's own headers go along, so the receiver dedupes and orders it as it would a retry.
-    let reply = send::send(&send::Delivery {
+    let reply = send::send(&Outgoing {
         url: &args.url,
         secret,
         body: &detail.body,
@@ -106,7 +107,7 @@ fn or_dash(value: Option<&str>) -> &str {
 }
 
 /// The list as an aligned table, newest first, with the last error of failed and parked ones.
-pub fn format_list(rows: &[Summary]) -> String {
+fn format_list(rows: &[Summary]) -> String {
     let header = [
         "ID",
         "RECEIVED",
@@ -178,7 +179,7 @@ pub fn format_list(rows: &[Summary]) -> String {
 }
 
 /// Everything about one delivery, one field a line, then the body as text.
-pub fn format_detail(d: &Detail) -> String {
+fn format_detail(d: &Detail) -> String {
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
     };

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::CommandFactory;
 
-use crate::config::Cli;
+use crate::args::Cli;
 
 /// The file the binary reads settings from, in its working directory.
 pub const DOTENV: &str = ".env";

@@ -1,0 +1,87 @@
+//! The `terra-sink` binary: the command line over the `terra_sink` library. Parses flags,
+//! the environment and `./.env`, runs one command, and reports a failure in one clear line.
+
+mod args;
+mod commands;
+mod sources;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+use terra_sink::LogFormat;
+
+use args::Cli;
+
+/// jemalloc instead of glibc's malloc. A burst of large bodies left glibc holding most of the
+/// peak for good (its arenas and raised mmap threshold keep freed multi-megabyte blocks);
+/// jemalloc with its background thread (the `background_threads` feature) returns pages left
+/// unused for `dirty_decay_ms` (10 s by default) to the OS even while the process is idle.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// A command's way to end with an exit status of its own (130 after Ctrl-C, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// The process exit status.
+    pub code: u8,
+    /// What to tell the person.
+    pub message: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A missing .env is normal; the environment and flags still apply.
+    let sources = sources::load_dotenv();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err, &argv, &sources),
+    };
+    let format = LogFormat::from(cli.log.log_format);
+    let telemetry = match terra_sink::init_telemetry(format, cli.log.otlp_endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(problem) = &sources.problem {
+        tracing::warn!("{problem}");
+    }
+    let result = commands::run(cli.command).await;
+    // The exporter sends from its own thread; waiting for it must not block the runtime.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line for a person (`{:#}`: each context, then its cause); log collectors
+            // reading JSON also get it as an event.
+            let message = format!("{err:#}");
+            if format == LogFormat::Json {
+                tracing::error!("{message}");
+            }
+            eprintln!("error: {message}");
+            match err.downcast_ref::<Exit>() {
+                Some(exit) => ExitCode::from(exit.code),
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// A command line clap refused: the variable's name when the value came from the environment.
+fn usage_error(err: &clap::Error, argv: &[OsString], sources: &sources::Sources) -> ExitCode {
+    if let Some(message) = sources::explain(err, argv, sources) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
