@@ -143,13 +143,30 @@ for root in DATA_TYPES:
 MODELLED |= {"TerraUser"}
 
 
+# Words whose final period does not end a sentence.
+ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "approx.", "cf.", "incl."}
+
+
+def first_sentence(text):
+    """Text up to the end of its first sentence: a '.', '!' or '?' followed by a space (or the
+    end), outside parentheses, that does not close an abbreviation such as "e.g." or "i.e."."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif ch in ".!?" and depth == 0 and (i + 1 == len(text) or text[i + 1].isspace()):
+            word = text[: i + 1].rsplit(" ", 1)[-1].lstrip("(").lower()
+            if word not in ABBREVIATIONS:
+                return text[: i + 1]
+    return text
+
+
 def doc_line(text, limit=160):
     if not text:
         return None
-    text = " ".join(str(text).split())
-    m = re.match(r"(.+?[.!?])(\s|$)", text)
-    if m:
-        text = m.group(1)
+    text = first_sentence(" ".join(str(text).split()))
     if len(text) > limit:
         text = text[: limit - 1].rsplit(" ", 1)[0] + "…"
     if not text.endswith((".", "…", "!", "?")):

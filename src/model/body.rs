@@ -140,7 +140,7 @@ terra_struct! {
         blood_glucose_mg_per_dL: f64 = "blood_glucose_mg_per_dL",
         /// Flag indicating state of user's blood glucose level.
         glucose_level_flag: GlucoseFlag = "glucose_level_flag",
-        /// Flag indicating the current trend in the user's blood glucose level (e.g.
+        /// Flag indicating the current trend in the user's blood glucose level (e.g. rising, constant, falling).
         trend_arrow: TrendArrow = "trend_arrow",
     }
 }
@@ -200,7 +200,7 @@ terra_struct! {
         timestamp: Timestamp = "timestamp",
         /// Ketone in mg per dL.
         ketone_mg_per_dL: f64 = "ketone_mg_per_dL",
-        /// Flag indicating the ketone sample type (e.g.
+        /// Flag indicating the ketone sample type (e.g. blood, breath, urine).
         sample_type: KetoneSampleType = "sample_type",
     }
 }
@@ -228,7 +228,7 @@ terra_struct! {
         height_cm: f64 = "height_cm",
         /// User's total bone mass.
         bone_mass_g: f64 = "bone_mass_g",
-        /// User's total muscle mass (i.e.
+        /// User's total muscle mass (i.e. skeletal muscle mass).
         muscle_mass_g: f64 = "muscle_mass_g",
         /// Total lean mass of the user - calculated as the difference between total body weight and body fat weight.
         lean_mass_g: f64 = "lean_mass_g",

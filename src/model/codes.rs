@@ -356,7 +356,7 @@ terra_code! {
 }
 
 terra_code! {
-    /// Type of oxygen saturation measurement (i.e. Open: values Terra adds later are kept.
+    /// Type of oxygen saturation measurement (i.e. blood vs muscle). Open: values Terra adds later are kept.
     OxygenSaturationType {
         /// Oxygen saturation measurement for blood.
         BLOOD = 0 => "Blood",
@@ -420,7 +420,7 @@ terra_code! {
 }
 
 terra_code! {
-    /// Flag indicating the ketone sample type (e.g. Open: values Terra adds later are kept.
+    /// Flag indicating the ketone sample type (e.g. blood, breath, urine). Open: values Terra adds later are kept.
     KetoneSampleType {
         /// The type of ketone sample is unknown or not specified.
         UNKNOWN = 0 => "Unknown",
@@ -434,7 +434,7 @@ terra_code! {
 }
 
 terra_code! {
-    /// Flag indicating the current trend in the user's blood glucose level (e.g. Open: values Terra adds later are kept.
+    /// Flag indicating the current trend in the user's blood glucose level (e.g. rising, constant, falling). Open: values Terra adds later are kept.
     TrendArrow {
         /// Glucose trend cannot be determined.
         UNKNOWN = 0 => "Unknown",
@@ -512,7 +512,7 @@ terra_code! {
 }
 
 terra_code! {
-    /// Enum representing the category the consumed food/meal falls under (i.e. Open: values Terra adds later are kept.
+    /// Enum representing the category the consumed food/meal falls under (i.e. Breakfast/Lunch/Dinner etc). Open: values Terra adds later are kept.
     MealType {
         /// Meal type is unknown or could not be determined.
         UNKNOWN = 0 => "Unknown",

@@ -326,7 +326,7 @@ terra_struct! {
         timestamp: Timestamp = "timestamp",
         /// User's oxygen saturation percentage - referring to either SpO2 or SmO2, based on the `type` field.
         percentage: f64 = "percentage",
-        /// Type of oxygen saturation measurement (i.e.
+        /// Type of oxygen saturation measurement (i.e. blood vs muscle).
         r#type: OxygenSaturationType = "type",
     }
 }

@@ -66,7 +66,7 @@ terra_struct! {
         resilience_contributors: Contributors = "resilience_contributors",
         /// Strain index for the day.
         strain_index: f64 = "strain_index",
-        /// Categorical strain rating for the day (e.g.
+        /// Categorical strain rating for the day (e.g. GREEN, AMBER, RED).
         strain_traffic_light: String = "strain_traffic_light",
         /// Map of contributing factor name to its weighted contribution to the strain index.
         strain_contributors: Contributors = "strain_contributors",

@@ -16,9 +16,9 @@ terra_struct! {
 terra_struct! {
     /// Terra's `MenstruationData` object.
     MenstruationData {
-        /// Total length of period (i.e.
+        /// Total length of period (i.e. menstrual bleeding).
         period_length_days: Integer = "period_length_days",
-        /// Phase in associated cycle, (i.e.
+        /// Phase in associated cycle, (i.e. menstruation, fertile etc).
         current_phase: MenstruationInterval = "current_phase",
         /// Length of current phase.
         length_of_current_phase_days: Integer = "length_of_current_phase_days",

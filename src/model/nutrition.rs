@@ -36,7 +36,7 @@ terra_struct! {
     Meal {
         /// Micronutrient information for associated food.
         micros: NutritionMicros = "micros",
-        /// Enum representing the category the consumed food/meal falls under (i.e.
+        /// Enum representing the category the consumed food/meal falls under (i.e. Breakfast/Lunch/Dinner etc).
         r#type: MealType = "type",
         /// Identifier for food logged by the user.
         id: String = "id",
