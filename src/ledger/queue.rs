@@ -102,7 +102,8 @@ pub enum Settled {
     },
 }
 
-/// Records the outcomes of a batch: one statement per kind of outcome.
+/// Records the outcomes of a batch: one statement per kind of outcome. `processed_at` is the
+/// time of the statement, not of the transaction's start, so it covers the batch's own work.
 pub async fn record_outcomes(
     conn: &mut PgConnection,
     outcomes: &[Settled],
@@ -135,7 +136,7 @@ pub async fn record_outcomes(
         sqlx::query!(
             r#"
             UPDATE terra.deliveries
-            SET status = $2, attempts = attempts + 1, processed_at = now(), last_error = NULL
+            SET status = $2, attempts = attempts + 1, processed_at = clock_timestamp(), last_error = NULL
             WHERE id = ANY($1)
             "#,
             &done,
@@ -166,7 +167,7 @@ pub async fn record_outcomes(
             r#"
             UPDATE terra.deliveries AS d
             SET status = $3, attempts = d.attempts + 1, last_error = p.error,
-                processed_at = now()
+                processed_at = clock_timestamp()
             FROM UNNEST($1::int8[], $2::text[]) AS p(id, error)
             WHERE d.id = p.id
             "#,

@@ -3,8 +3,10 @@
 //!
 //! Entry point: [`Event::from_slice`] on the raw webhook body. The six data types
 //! ([`Activity`], [`Body`], [`Daily`], [`Menstruation`], [`Nutrition`], [`Sleep`]) and all their
-//! sub-objects are generated from Terra's JSON Schemas (vendored in `schemas/terra/`) by
-//! `tools/gen_model.py`, so field names are Terra's own (`MET_data`, `duration_REM_sleep_state_seconds`…).
+//! sub-objects, the open codes and the webhook envelopes are generated into `generated/` from
+//! Terra's JSON Schemas (vendored in `schemas/terra/`) by `tools/gen_model.py`, so field names
+//! are Terra's own (`MET_data`, `duration_REM_sleep_state_seconds`…); the other files here are
+//! written by hand.
 //!
 //! Decoding rules, because Terra's data is messy and no record may be lost over it:
 //! - every object keeps keys it does not know in `extra` and writes them back on encode;
@@ -25,33 +27,17 @@
 pub mod macros;
 
 mod accessors;
-mod activity;
-mod body;
-mod codes;
-mod common;
-mod daily;
-mod envelope;
 mod error;
 mod event;
-mod menstruation;
+mod generated;
 mod number;
-mod nutrition;
-mod sleep;
 mod time;
 
-pub use activity::*;
-pub use body::*;
-pub use codes::*;
-pub use common::*;
-pub use daily::*;
-pub use envelope::*;
 pub use error::DecodeError;
 pub use event::*;
+pub use generated::*;
 pub use macros::{Extra, Model, Shape};
-pub use menstruation::*;
 pub use number::Integer;
-pub use nutrition::*;
-pub use sleep::*;
 pub use time::Timestamp;
 
 /// Contribution of each named factor to a Terra score (`RecordFloat` in Terra's schemas).
@@ -59,8 +45,7 @@ pub type Contributors = std::collections::BTreeMap<String, Option<f64>>;
 
 /// What the generated files need in scope.
 mod prelude {
-    pub(crate) use super::{activity::*, body::*, codes::*, common::*, daily::*};
-    pub(crate) use super::{envelope::*, menstruation::*, nutrition::*, sleep::*};
+    pub(crate) use super::generated::*;
     pub(crate) use super::{Contributors, Integer, Timestamp};
     pub(crate) use serde_json::Value;
 }
