@@ -1,14 +1,12 @@
 //! The real binary's first hour: what it says about bad settings and an unreachable database,
 //! what it prints at start-up, and its log output, against a fresh database per test.
 
-mod binary;
-
-use binary::{output, terra_sink, Running, SECRET};
+use crate::helpers::binary::{output, terra_sink, Running, SECRET};
 use sqlx::PgPool;
 
 #[test]
 fn version_is_printed() {
-    let dir = binary::scratch_dir("version");
+    let dir = crate::helpers::binary::scratch_dir("version");
     let (ok, stdout, _) = output(terra_sink(&dir).arg("--version"));
     assert!(ok);
     assert_eq!(
@@ -19,7 +17,7 @@ fn version_is_printed() {
 
 #[test]
 fn a_bad_environment_value_is_reported_under_its_variable() {
-    let dir = binary::scratch_dir("env-names");
+    let dir = crate::helpers::binary::scratch_dir("env-names");
     let (ok, _, stderr) = output(
         terra_sink(&dir)
             .arg("serve")
@@ -53,7 +51,7 @@ fn a_bad_environment_value_is_reported_under_its_variable() {
 
 #[test]
 fn serve_reports_every_missing_setting_at_once() {
-    let dir = binary::scratch_dir("missing");
+    let dir = crate::helpers::binary::scratch_dir("missing");
     let (ok, _, stderr) = output(terra_sink(&dir).arg("serve"));
     assert!(!ok);
     assert!(
@@ -66,7 +64,7 @@ fn serve_reports_every_missing_setting_at_once() {
 
 #[test]
 fn placeholder_and_short_signing_secrets_are_refused_in_one_line() {
-    let dir = binary::scratch_dir("placeholder");
+    let dir = crate::helpers::binary::scratch_dir("placeholder");
     for (secret, why) in [
         ("replace-me", "is a placeholder"),
         ("whsec_short", "is only 11 characters long"),
@@ -91,9 +89,10 @@ fn placeholder_and_short_signing_secrets_are_refused_in_one_line() {
 /// and why, never the password.
 #[test]
 fn every_command_says_where_and_why_the_database_cannot_be_reached() {
-    let dir = binary::scratch_dir("db-errors");
-    let refused = binary::refused_addr();
-    let unknown_db = binary::server_url_with_database("terra_sink_no_such_database");
+    let dir = crate::helpers::binary::scratch_dir("db-errors");
+    let refused = crate::helpers::binary::refused_addr();
+    let unknown_db =
+        crate::helpers::binary::server_url_with_database("terra_sink_no_such_database");
     let cases = [
         (
             format!("postgres://u:hunter2@{refused}/x"),
@@ -105,7 +104,7 @@ fn every_command_says_where_and_why_the_database_cannot_be_reached() {
         ),
         (
             // With trust authentication, an unknown role is what the server refuses.
-            binary::server_url_with_database("postgres").replacen(
+            crate::helpers::binary::server_url_with_database("postgres").replacen(
                 "://",
                 "://terra_sink_no_such_role:hunter2@",
                 1,
@@ -146,10 +145,10 @@ fn every_command_says_where_and_why_the_database_cannot_be_reached() {
 
 #[sqlx::test(migrations = false)]
 async fn start_up_prints_the_version_and_the_migration_state(pool: PgPool) {
-    let dir = binary::scratch_dir("start-up");
-    let url = binary::database_url(&pool);
-    let port = binary::free_port();
-    let metrics_port = binary::free_port();
+    let dir = crate::helpers::binary::scratch_dir("start-up");
+    let url = crate::helpers::binary::database_url(&pool);
+    let port = crate::helpers::binary::free_port();
+    let metrics_port = crate::helpers::binary::free_port();
     let mut serve = terra_sink(&dir);
     serve
         .arg("serve")

@@ -1,19 +1,17 @@
 //! Black-box tests of the ingest path: the real service on a random port, speaking HTTP as Terra
 //! does, against a fresh PostgreSQL database per test.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ledger_count, now, sign, test_config, TestApp, SECRET};
+use crate::helpers::{ledger_count, now, sign, test_config, TestApp, SECRET};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DAILY: &[u8] = br#"{"type":"daily","user":{"user_id":"u-123","provider":"OURA","reference_id":"ref-1","scopes":"","active":true},"data":[],"version":"2022-03-16"}"#;
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn valid_delivery_is_stored_once_with_its_headers(pool: PgPool) {
     // Receive only, so the row is seen exactly as the webhook left it (not yet processed).
     let mut config = test_config();
@@ -58,7 +56,7 @@ async fn valid_delivery_is_stored_once_with_its_headers(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn redelivery_adds_no_row_and_is_counted(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let trace = [("x-terra-trace-id", "trace-same")];
@@ -98,7 +96,7 @@ async fn redelivery_adds_no_row_and_is_counted(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn every_rejection_answers_401_with_a_reason_and_stores_nothing(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let t = now();
@@ -156,7 +154,7 @@ async fn every_rejection_answers_401_with_a_reason_and_stores_nothing(pool: PgPo
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn oversized_bodies_get_413_and_store_nothing(pool: PgPool) {
     let mut config = test_config();
     config.max_body_bytes = 1024;
@@ -190,7 +188,7 @@ async fn oversized_bodies_get_413_and_store_nothing(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn signed_bodies_that_are_not_valid_events_are_stored_and_acknowledged(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let cases: [(&[u8], &str); 4] = [
@@ -223,7 +221,7 @@ async fn signed_bodies_that_are_not_valid_events_are_stored_and_acknowledged(poo
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn other_paths_and_methods(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let get = app
@@ -302,7 +300,7 @@ async fn unreachable_database_answers_503_within_two_seconds() {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_trickling_body_is_cut_off_by_the_read_timeout(pool: PgPool) {
     let mut config = test_config();
     config.body_read_timeout = Duration::from_secs(1);
@@ -324,7 +322,7 @@ async fn a_trickling_body_is_cut_off_by_the_read_timeout(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn trickling_headers_are_cut_off_too(pool: PgPool) {
     let mut config = test_config();
     config.header_read_timeout = Duration::from_secs(1);
@@ -351,7 +349,7 @@ async fn trickling_headers_are_cut_off_too(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn bodies_in_flight_are_capped_and_the_excess_gets_503(pool: PgPool) {
     let mut config = test_config();
     config.max_body_bytes = 4096;
@@ -403,7 +401,7 @@ async fn bodies_in_flight_are_capped_and_the_excess_gets_503(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn shutdown_lets_in_flight_deliveries_finish(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
@@ -497,7 +495,7 @@ fn start_up_without_configuration_fails_with_one_clear_line() {
     );
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn metrics_can_have_their_own_port_and_healthcheck_command_works(pool: PgPool) {
     let mut config = test_config();
     config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());

@@ -1,17 +1,15 @@
 //! `scripts/run.sh` as a new user runs it, from a copy of the scripts in an empty directory (so
 //! no developer's `.env` is touched), with the already built binary instead of a new build.
 
-mod binary;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use binary::Running;
+use crate::helpers::binary::Running;
 
 /// An empty project directory holding a copy of the scripts.
 fn project() -> PathBuf {
-    let dir = binary::scratch_dir("run-sh");
+    let dir = crate::helpers::binary::scratch_dir("run-sh");
     let scripts = dir.join("scripts");
     std::fs::create_dir_all(&scripts).unwrap();
     for name in ["run.sh", "postgres.sh"] {
@@ -40,7 +38,7 @@ fn run_sh(dir: &Path, db: &str, bin: &Path, args: &[&str]) -> Command {
 
 /// Drops the database run.sh created on the test server.
 async fn drop_database(db: &str) {
-    let url = binary::server_url_with_database("postgres");
+    let url = crate::helpers::binary::server_url_with_database("postgres");
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
         .execute(&pool)
@@ -59,7 +57,7 @@ fn dotenv_value(dir: &Path, key: &str) -> Option<String> {
 async fn run_sh_writes_the_database_url_prints_the_bound_url_and_serves() {
     let dir = project();
     let db = format!("terra_sink_run_sh_{}", std::process::id());
-    let port = binary::free_port();
+    let port = crate::helpers::binary::free_port();
     let bind = format!("127.0.0.1:{port}");
     let mut cmd = run_sh(
         &dir,
@@ -98,11 +96,13 @@ async fn run_sh_writes_the_database_url_prints_the_bound_url_and_serves() {
     assert_eq!(mode & 0o777, 0o600);
 
     // The README's next commands work from ./.env alone.
-    let (ok, stdout, stderr) = binary::output(binary::terra_sink(&dir).arg("migrate"));
+    let (ok, stdout, stderr) =
+        crate::helpers::binary::output(crate::helpers::binary::terra_sink(&dir).arg("migrate"));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("applied 0 migration(s) now"), "{stdout}");
-    let (ok, stdout, stderr) =
-        binary::output(binary::terra_sink(&dir).args(["deliveries", "list"]));
+    let (ok, stdout, stderr) = crate::helpers::binary::output(
+        crate::helpers::binary::terra_sink(&dir).args(["deliveries", "list"]),
+    );
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "no deliveries match");
     drop_database(&db).await;
@@ -117,7 +117,7 @@ async fn run_sh_binds_loopback_unless_told_otherwise() {
     std::fs::write(&fake, "#!/bin/sh\necho \"bind=$TERRA_SINK_BIND args=$*\"\n").unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let (ok, stdout, stderr) = binary::output(&mut run_sh(&dir, &db, &fake, &[]));
+    let (ok, stdout, stderr) = crate::helpers::binary::output(&mut run_sh(&dir, &db, &fake, &[]));
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "bind=127.0.0.1:8080 args=serve");
     assert!(
@@ -125,7 +125,8 @@ async fn run_sh_binds_loopback_unless_told_otherwise() {
         "{stderr}"
     );
     // Written once: a second run finds both settings in ./.env.
-    let (ok, _, stderr) = binary::output(&mut run_sh(&dir, &db, &fake, &["--bind=0.0.0.0:9001"]));
+    let (ok, _, stderr) =
+        crate::helpers::binary::output(&mut run_sh(&dir, &db, &fake, &["--bind=0.0.0.0:9001"]));
     assert!(ok, "{stderr}");
     assert!(
         stderr.contains("Webhook URL: http://localhost:9001/"),

@@ -10,12 +10,10 @@
 //!
 //! Reproduce a failure with `MODEL_CORPUS_SEED=<seed> cargo test --test model_corpus`.
 
-mod model_support;
-
 use std::collections::BTreeSet;
 
-use model_support::schema::{Schemas, DATA_TYPES};
-use model_support::{first_difference, normalise};
+use crate::model_support::schema::{Schemas, DATA_TYPES};
+use crate::model_support::{first_difference, normalise};
 use serde_json::{json, Map, Value};
 use terra_sink::model::Event;
 

@@ -1,8 +1,6 @@
 //! ISO 8601's end of day (`T24:00:00`) through the whole service: delivered over HTTP, processed,
 //! and read back from the typed tables of a real PostgreSQL as the next day's midnight.
 
-mod common;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use sqlx::PgPool;
@@ -27,16 +25,16 @@ fn day(s: &str) -> NaiveDate {
 
 /// Delivers `body` over HTTP and processes it (no background workers, so nothing races).
 async fn deliver_and_process(pool: &PgPool, body: serde_json::Value) {
-    let mut config = common::test_config();
+    let mut config = crate::helpers::test_config();
     config.worker.concurrency = 0;
-    let app = common::TestApp::spawn_with(pool.clone(), config).await;
+    let app = crate::helpers::TestApp::spawn_with(pool.clone(), config).await;
     let reply = app.deliver(&serde_json::to_vec(&body).unwrap(), &[]).await;
     assert_eq!(reply.status(), 200, "{:?}", reply.text().await);
     app.stop().await;
-    assert_eq!(common::processor(pool).drain().await.unwrap(), 1);
+    assert_eq!(crate::helpers::processor(pool).drain().await.unwrap(), 1);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn end_of_day_times_are_the_next_midnight(pool: PgPool) {
     deliver_and_process(
         &pool,
@@ -77,7 +75,7 @@ async fn end_of_day_times_are_the_next_midnight(pool: PgPool) {
     assert_eq!(samples, [t("2025-10-01T22:00:00Z")]);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_sleep_ending_at_the_end_of_a_day_wakes_the_next_day(pool: PgPool) {
     deliver_and_process(
         &pool,

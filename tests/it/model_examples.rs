@@ -1,9 +1,7 @@
 //! The official example body of every webhook in Terra's OpenAPI bundle: lossless round trip,
 //! and assertions on real decoded values from each sub-object (not just "it parsed").
 
-mod model_support;
-
-use model_support::{first_difference, load_examples, normalise};
+use crate::model_support::{first_difference, load_examples, normalise};
 use serde_json::Value;
 use terra_sink::model::*;
 

@@ -1,21 +1,18 @@
 //! `terra-sink deliveries list|show|resend`, `reprocess`'s outcome and `send`'s header flags,
 //! through the real binary against the real app on a random port and a fresh database.
 
-mod binary;
-mod common;
-
-use binary::{output, terra_sink};
-use common::{test_config, TestApp, SECRET};
+use crate::helpers::binary::{output, terra_sink};
+use crate::helpers::{test_config, TestApp, SECRET};
 use sqlx::PgPool;
 
 const DAILY: &str = r#"{"type":"daily","version":"2022-03-16","user":{"user_id":"user-a","provider":"GARMIN","reference_id":null,"scopes":null,"active":true,"last_webhook_update":null},"data":[{"metadata":{"start_time":"2026-11-01T00:00:00.000000+00:00","end_time":"2026-11-01T23:59:59.999999+00:00","upload_type":1},"distance_data":{"steps":77}}]}"#;
 
 fn cli(pool: &PgPool, args: &[&str]) -> (bool, String, String) {
-    let dir = binary::scratch_dir("deliveries");
+    let dir = crate::helpers::binary::scratch_dir("deliveries");
     output(
         terra_sink(&dir)
             .args(args)
-            .env("DATABASE_URL", binary::database_url(pool))
+            .env("DATABASE_URL", crate::helpers::binary::database_url(pool))
             .env("TERRA_SIGNING_SECRET", SECRET),
     )
 }
@@ -31,7 +28,7 @@ async fn ledger_with_done_and_parked(pool: &PgPool) -> TestApp {
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(app.deliver(b"definitely not json", &[]).await.status(), 200);
-    common::processor(pool).drain().await.unwrap();
+    crate::helpers::processor(pool).drain().await.unwrap();
     app
 }
 
@@ -43,7 +40,7 @@ async fn run(pool: &PgPool, args: &[&'static str]) -> (bool, String, String) {
         .unwrap()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn deliveries_are_listed_with_filters_and_the_reason_of_parked_ones(pool: PgPool) {
     let app = ledger_with_done_and_parked(&pool).await;
     let (ok, all, stderr) = run(&pool, &["deliveries", "list"]).await;
@@ -85,7 +82,7 @@ async fn deliveries_are_listed_with_filters_and_the_reason_of_parked_ones(pool: 
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_delivery_is_shown_with_its_metadata_and_body(pool: PgPool) {
     let app = ledger_with_done_and_parked(&pool).await;
     let (ok, shown, stderr) = run(&pool, &["deliveries", "show", "1"]).await;
@@ -113,12 +110,13 @@ async fn a_delivery_is_shown_with_its_metadata_and_body(pool: PgPool) {
 }
 
 /// A stand-in staging receiver on loopback that keeps what it is sent.
-async fn staging_receiver() -> (String, binary::Recorded) {
-    let (base, received) = binary::recorder("/hook", r#"{"status":"stored"}"#).await;
+async fn staging_receiver() -> (String, crate::helpers::binary::Recorded) {
+    let (base, received) =
+        crate::helpers::binary::recorder("/hook", r#"{"status":"stored"}"#).await;
     (format!("{base}/hook"), received)
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_delivery_is_resent_byte_for_byte_and_re_signed(pool: PgPool) {
     let app = ledger_with_done_and_parked(&pool).await;
     let (url, received) = staging_receiver().await;
@@ -140,7 +138,7 @@ async fn a_delivery_is_resent_byte_for_byte_and_re_signed(pool: PgPool) {
         terra_sink::Verifier::new(&[secrecy::SecretString::from(SECRET.to_owned())], 300);
     let signature = headers["terra-signature"].to_str().unwrap();
     verifier
-        .verify(Some(signature), &body, common::now())
+        .verify(Some(signature), &body, crate::helpers::now())
         .expect("signed now with the configured secret");
 
     // Resent to the service itself: a redelivery of the same trace id.
@@ -156,7 +154,7 @@ async fn a_delivery_is_resent_byte_for_byte_and_re_signed(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn reprocess_fails_with_a_summary_when_everything_is_parked_again(pool: PgPool) {
     let app = ledger_with_done_and_parked(&pool).await;
     let (ok, stdout, stderr) = run(&pool, &["reprocess", "--status", "parked"]).await;
@@ -188,12 +186,12 @@ async fn reprocess_fails_with_a_summary_when_everything_is_parked_again(pool: Pg
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn send_sets_the_ordering_timestamp_the_reference_and_an_old_signature_time(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let url = app.url("/webhooks/terra");
     let send = move |extra: &[&str]| {
-        let dir = binary::scratch_dir("send-flags");
+        let dir = crate::helpers::binary::scratch_dir("send-flags");
         let mut args = vec!["send", "--sample", "daily", "--url", url.as_str()];
         args.extend_from_slice(extra);
         output(

@@ -1,13 +1,10 @@
 //! `terra-sink send`: every built-in sample is valid against Terra's schemas, is accepted by the
 //! running service and stored; a wrong secret is rejected. Also through the real binary.
 
-mod common;
-mod model_support;
-
 use std::process::Command;
 
-use common::{TestApp, SECRET};
-use model_support::schema::Schemas;
+use crate::helpers::{TestApp, SECRET};
+use crate::model_support::schema::Schemas;
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -139,17 +136,17 @@ async fn deliver(app: &TestApp, body: &str, key: &str, trace: Option<&str>) -> s
         trace_id: trace,
         ordering_timestamp: None,
         terra_reference: None,
-        timestamp: common::now(),
+        timestamp: crate::helpers::now(),
     })
     .await
     .unwrap()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn every_built_in_sample_is_accepted_and_stored(pool: PgPool) {
     // Receive only: processing is driven below, so the s3_payload sample's download (to a
     // public URL) is never attempted.
-    let mut config = common::test_config();
+    let mut config = crate::helpers::test_config();
     config.worker.concurrency = 0;
     let app = TestApp::spawn_with(pool.clone(), config).await;
     for (name, body) in SAMPLES {
@@ -175,7 +172,7 @@ async fn every_built_in_sample_is_accepted_and_stored(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    common::processor(&pool).drain().await.unwrap();
+    crate::helpers::processor(&pool).drain().await.unwrap();
     let not_done: Vec<(Option<String>, String, Option<String>)> = sqlx::query_as(
         "SELECT event_type, status, last_error FROM terra.deliveries WHERE status <> 'done'",
     )
@@ -190,7 +187,7 @@ async fn every_built_in_sample_is_accepted_and_stored(pool: PgPool) {
     assert_eq!(daily, 1, "the daily sample became a typed row");
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_wrong_secret_is_rejected_and_nothing_is_stored(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let body = send::sample("daily").unwrap();
@@ -202,11 +199,11 @@ async fn a_wrong_secret_is_rejected_and_nothing_is_stored(pool: PgPool) {
         "{}",
         reply.body
     );
-    assert_eq!(common::ledger_count(&pool).await, 0);
+    assert_eq!(crate::helpers::ledger_count(&pool).await, 0);
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn the_trace_id_makes_a_redelivery_a_duplicate(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let body = send::sample("sleep").unwrap();
@@ -214,7 +211,7 @@ async fn the_trace_id_makes_a_redelivery_a_duplicate(pool: PgPool) {
     let again = deliver(&app, body, SECRET, Some("trace-1")).await;
     assert!(first.body.contains("\"stored\""), "{}", first.body);
     assert!(again.body.contains("\"duplicate\""), "{}", again.body);
-    assert_eq!(common::ledger_count(&pool).await, 1);
+    assert_eq!(crate::helpers::ledger_count(&pool).await, 1);
     app.stop().await;
 }
 
@@ -227,7 +224,7 @@ fn binary() -> Command {
     cmd
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn the_command_sends_a_sample_and_prints_the_answer(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let url = app.url("/webhooks/terra");
@@ -268,7 +265,7 @@ async fn the_command_sends_a_sample_and_prints_the_answer(pool: PgPool) {
     assert!(!out.status.success(), "a rejection exits non-zero");
     assert!(stdout.starts_with("HTTP 401"), "{stdout}");
     assert!(!stderr.contains("whsec_wrong") && !stdout.contains("whsec_wrong"));
-    assert_eq!(common::ledger_count(&pool).await, 1);
+    assert_eq!(crate::helpers::ledger_count(&pool).await, 1);
     app.stop().await;
 }
 

@@ -102,7 +102,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn official_examples_land_in_their_tables(pool: PgPool) {
     for name in [
         "activity",
@@ -287,7 +287,7 @@ async fn official_examples_land_in_their_tables(pool: PgPool) {
     assert_eq!(p.data, sent["athlete"]);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn redelivering_a_record_leaves_one_row(pool: PgPool) {
     for _ in 0..5 {
         deliver(&pool, &example("activity"), Some(1_000)).await;
@@ -310,7 +310,7 @@ async fn redelivering_a_record_leaves_one_row(pool: PgPool) {
     assert_eq!(count(&pool, "SELECT count(*) FROM terra.samples").await, 60);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn an_older_copy_never_overwrites_a_newer_one(pool: PgPool) {
     let v1 = body_of(
         "activity",
@@ -343,7 +343,7 @@ async fn an_older_copy_never_overwrites_a_newer_one(pool: PgPool) {
     assert_eq!(bpm, [150.0, 151.0, 152.0, 153.0, 154.0].map(Some));
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn equal_or_missing_ordering_timestamps_replace(pool: PgPool) {
     let copy = |calories: f64| {
         body_of(
@@ -382,7 +382,7 @@ async fn equal_or_missing_ordering_timestamps_replace(pool: PgPool) {
     assert_eq!(calories(pool.clone()).await, (Some(4.0), Some(5)), "older");
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_later_copy_with_null_enrichment_keeps_the_score(pool: PgPool) {
     let sleep = |efficiency: f64, enrichment: Value| {
         body_of(
@@ -480,7 +480,7 @@ async fn a_later_copy_with_null_enrichment_keeps_the_score(pool: PgPool) {
     assert_eq!((r.total_stress_score, r.steps), (Some(45.5), Some(200)));
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_replaced_activity_keeps_exactly_the_new_samples(pool: PgPool) {
     deliver(
         &pool,
@@ -551,7 +551,7 @@ async fn a_replaced_activity_keeps_exactly_the_new_samples(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn daily_snapshots_replace_rather_than_add(pool: PgPool) {
     let snapshot = |steps: i64, calories: f64, hr: &[f64]| {
         let samples: Vec<Value> = hr
@@ -611,7 +611,7 @@ async fn daily_snapshots_replace_rather_than_add(pool: PgPool) {
     assert_eq!(steps, Some(11_894));
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn records_without_their_key_are_kept_under_a_fallback_key(pool: PgPool) {
     let sleep_a = json!({"metadata": {"start_time": "2026-06-30T23:12:00+01:00"},
                          "sleep_durations_data": {"sleep_efficiency": 80}});
@@ -671,7 +671,7 @@ async fn records_without_their_key_are_kept_under_a_fallback_key(pool: PgPool) {
     assert_eq!((r.day, r.steps), (None, Some(5)));
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn data_is_the_record_as_sent_with_nul_made_storable(pool: PgPool) {
     // Hand-written body: key order, number spelling and an escaped NUL, as a provider might send.
     let body = br#"{"type":"activity","user":{"user_id":"u-nul"},"data":[
@@ -701,7 +701,7 @@ async fn data_is_the_record_as_sent_with_nul_made_storable(pool: PgPool) {
     assert_eq!(raw, body);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn concurrent_copies_are_serialised_by_the_row_lock(pool: PgPool) {
     let v1 = body_of(
         "activity",
@@ -766,7 +766,7 @@ async fn concurrent_copies_are_serialised_by_the_row_lock(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn other_events_write_nothing(pool: PgPool) {
     for name in [
         "auth-authSuccess",
@@ -799,7 +799,7 @@ async fn other_events_write_nothing(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_body_that_does_not_match_the_event_is_a_permanent_error(pool: PgPool) {
     let body = example("daily");
     let id = ledger_row(&pool, &body, None).await;
@@ -818,7 +818,7 @@ async fn a_body_that_does_not_match_the_event_is_a_permanent_error(pool: PgPool)
     assert!(err.is_permanent());
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn every_sample_kind_is_documented(pool: PgPool) {
     let listed: Vec<String> = sqlx::query_scalar("SELECT kind FROM terra.sample_kinds")
         .fetch_all(&pool)
@@ -880,7 +880,7 @@ fn documented_queries() -> Vec<String> {
     queries
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn every_documented_query_runs_and_returns_rows(pool: PgPool) {
     for name in [
         "activity",
@@ -916,7 +916,7 @@ async fn every_documented_query_runs_and_returns_rows(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn samples_of_every_source_reach_their_views(pool: PgPool) {
     let hr =
         |ts: &str, bpm: f64| json!({"detailed": {"hr_samples": [{"timestamp": ts, "bpm": bpm}]}});

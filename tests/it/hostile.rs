@@ -1,11 +1,9 @@
 //! Schema-valid but hostile input and out-of-order lifecycle traffic: nothing Terra can send is
 //! fatal, and a user's state follows Terra's ordering, not the arrival order.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{test_config, TestApp};
+use crate::helpers::{test_config, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use terra_sink::Metrics;
@@ -59,7 +57,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn nul_characters_anywhere_are_stored_never_parked(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let bodies = [
@@ -146,7 +144,7 @@ async fn nul_characters_anywhere_are_stored_never_parked(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_users_status_follows_the_newest_event_not_the_last_arrival(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 1);
@@ -199,7 +197,7 @@ async fn a_users_status_follows_the_newest_event_not_the_last_arrival(pool: PgPo
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn concurrent_rekeys_and_data_never_deadlock(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     // Ten users get data, are re-keyed mid-stream, and get more data under both ids.
@@ -246,7 +244,7 @@ async fn concurrent_rekeys_and_data_never_deadlock(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn deleted_data_does_not_come_back_until_a_newer_auth(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Delete, 500);

@@ -1,9 +1,7 @@
 //! The request head (request line and headers) is capped: a client cannot make the service buffer
 //! hundreds of KiB of headers per connection. Black-box, over real TCP.
 
-mod common;
-
-use common::{ledger_count, TestApp};
+use crate::helpers::{ledger_count, TestApp};
 use sqlx::PgPool;
 
 const BODY: &[u8] = br#"{"type":"healthcheck","status":"success"}"#;
@@ -14,7 +12,7 @@ async fn deliver_with_padding(app: &TestApp, padding: usize) -> reqwest::StatusC
     app.deliver(BODY, &[("x-padding", &padding)]).await.status()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_128_kib_header_gets_431_and_normal_requests_still_work(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     assert_eq!(
@@ -40,9 +38,9 @@ async fn a_128_kib_header_gets_431_and_normal_requests_still_work(pool: PgPool) 
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn the_cap_is_configurable(pool: PgPool) {
-    let mut config = common::test_config();
+    let mut config = crate::helpers::test_config();
     config.max_header_bytes = 16 * 1024;
     let app = TestApp::spawn_with(pool.clone(), config).await;
     assert_eq!(

@@ -2,9 +2,7 @@
 //! and fails if any schema property has no field in the Rust model, or if the model has a key
 //! the schema does not define (a typo would silently send real data to `extra`).
 
-mod model_support;
-
-use model_support::schema::{non_null_alternatives, Schemas, DATA_TYPES};
+use crate::model_support::schema::{non_null_alternatives, Schemas, DATA_TYPES};
 use serde_json::Value;
 use terra_sink::model::*;
 

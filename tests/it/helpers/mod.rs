@@ -1,6 +1,7 @@
-//! Shared set-up for black-box tests: the real service on a random port against a fresh database.
+//! Shared set-up for the tests: the real service on a random port against a fresh database, and
+//! the real binary (`binary`).
 
-#![allow(dead_code)]
+pub mod binary;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,12 +1,10 @@
 //! Black-box tests of processing: deliveries acknowledged over HTTP become typed rows, exactly
 //! once, across restarts and several instances.
 
-mod common;
-
 use std::future::Future;
 use std::time::Duration;
 
-use common::{test_config, TestApp};
+use crate::helpers::{test_config, TestApp};
 use sqlx::PgPool;
 
 /// A signed daily event for `day` (YYYY-MM-DD) with `steps`.
@@ -56,7 +54,7 @@ fn receive_only() -> terra_sink::ServeConfig {
     config
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn acknowledged_deliveries_become_typed_rows(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let res = app.deliver(&daily("u1", "2026-11-01", 1234), &[]).await;
@@ -72,7 +70,7 @@ async fn acknowledged_deliveries_become_typed_rows(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn undecodable_deliveries_are_parked_and_counted(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     app.deliver(b"definitely not json", &[]).await;
@@ -105,7 +103,7 @@ async fn undecodable_deliveries_are_parked_and_counted(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn deliveries_acknowledged_before_a_stop_are_processed_after_restart(pool: PgPool) {
     // The first instance acknowledges but never processes (as if killed right after answering).
     let receiver = TestApp::spawn_with(pool.clone(), receive_only()).await;
@@ -139,7 +137,7 @@ async fn deliveries_acknowledged_before_a_stop_are_processed_after_restart(pool:
     restarted.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn two_instances_drain_one_ledger_exactly_once(pool: PgPool) {
     let receiver = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let days: Vec<String> = (0..120)
@@ -176,7 +174,7 @@ async fn two_instances_drain_one_ledger_exactly_once(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn failing_writes_are_retried_with_backoff_then_parked(pool: PgPool) {
     // Make every write to terra.daily fail, as a broken database would.
     sqlx::raw_sql(
@@ -188,11 +186,11 @@ async fn failing_writes_are_retried_with_backoff_then_parked(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let processor = common::processor(&pool);
+    let processor = crate::helpers::processor(&pool);
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     app.deliver(&daily("u3", "2026-11-05", 5), &[]).await;
 
-    let outcome = common::step(&processor).await.unwrap();
+    let outcome = crate::helpers::step(&processor).await.unwrap();
     assert_eq!(outcome.1, terra_sink::Outcome::Failed);
     let (status, attempts, error, delay): (String, i32, String, f64) = sqlx::query_as(
         "SELECT status, attempts, last_error,
@@ -206,14 +204,14 @@ async fn failing_writes_are_retried_with_backoff_then_parked(pool: PgPool) {
     assert!(error.contains("disk on fire"), "{error}");
     assert!(delay > 0.5, "retried later, not at once: {delay}");
     // Not due yet, so nothing to do now.
-    assert!(common::step(&processor).await.is_none());
+    assert!(crate::helpers::step(&processor).await.is_none());
 
     // Make it due again: the second failure uses up the attempts and parks it.
     sqlx::query("UPDATE terra.deliveries SET next_attempt_at = now()")
         .execute(&pool)
         .await
         .unwrap();
-    let outcome = common::step(&processor).await.unwrap();
+    let outcome = crate::helpers::step(&processor).await.unwrap();
     assert_eq!(outcome.1, terra_sink::Outcome::Parked);
     assert!(daily_steps(&pool, "u3").await.is_empty());
 
@@ -231,7 +229,7 @@ async fn failing_writes_are_retried_with_backoff_then_parked(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn reprocess_is_idempotent_and_needs_a_selection(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     app.deliver(&daily("u4", "2026-11-07", 7), &[]).await;
@@ -285,7 +283,7 @@ fn reprocess(pool: &PgPool, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_killed_process_loses_nothing_it_acknowledged(pool: PgPool) {
     // The real binary, receiving only, killed with SIGKILL right after it acknowledged.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -296,7 +294,7 @@ async fn a_killed_process_loses_nothing_it_acknowledged(pool: PgPool) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_terra-sink"))
         .arg("serve")
         .env("DATABASE_URL", database_url(&pool))
-        .env("TERRA_SIGNING_SECRET", common::SECRET)
+        .env("TERRA_SIGNING_SECRET", crate::helpers::SECRET)
         .env("TERRA_SINK_BIND", format!("127.0.0.1:{port}"))
         .env("TERRA_SINK_WORKERS", "0")
         .current_dir(std::env::temp_dir())
@@ -319,7 +317,10 @@ async fn a_killed_process_loses_nothing_it_acknowledged(pool: PgPool) {
         let body = daily("killed", day, 42);
         let res = client
             .post(format!("{base}/webhooks/terra"))
-            .header("terra-signature", common::sign(&body, common::now()))
+            .header(
+                "terra-signature",
+                crate::helpers::sign(&body, crate::helpers::now()),
+            )
             .body(body)
             .send()
             .await

@@ -1,13 +1,11 @@
 //! Batch-shaped processing and the group-committed ledger, against a real PostgreSQL: whatever
 //! shares a batch or a commit resolves exactly as if it had come alone.
 
-mod common;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{test_config, TestApp};
+use crate::helpers::{test_config, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use terra_sink::Metrics;
@@ -85,7 +83,7 @@ where
     panic!("timed out waiting for: {what}");
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn two_versions_of_a_record_in_one_batch_resolve_by_ordering_timestamp(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = batch_processor(&pool);
@@ -133,7 +131,7 @@ async fn two_versions_of_a_record_in_one_batch_resolve_by_ordering_timestamp(poo
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_bad_delivery_fails_alone_and_its_batch_mates_are_stored(pool: PgPool) {
     // Every write of user "poison" fails, as a row the database rejects would.
     sqlx::raw_sql(
@@ -198,7 +196,7 @@ async fn a_bad_delivery_fails_alone_and_its_batch_mates_are_stored(pool: PgPool)
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_reauth_and_the_users_data_in_one_batch_end_under_the_new_id(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     deliver(&app, &daily(OLD, "2026-07-01", 10, 2, None), None).await;
@@ -249,7 +247,7 @@ async fn a_reauth_and_the_users_data_in_one_batch_end_under_the_new_id(pool: PgP
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn two_copies_of_a_trace_id_in_one_group_commit_are_one_delivery(pool: PgPool) {
     let mut config = receive_only();
     // One writer and a long gathering window: concurrent requests share one commit.
@@ -324,7 +322,7 @@ async fn make_slow(pool: &PgPool, table: &str) {
     .unwrap();
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_database_crash_mid_batch_loses_nothing_and_applies_nothing_twice(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     for i in 0..20 {
@@ -374,7 +372,7 @@ async fn a_database_crash_mid_batch_loses_nothing_and_applies_nothing_twice(pool
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_database_crash_mid_group_commit_answers_503_and_stores_nothing(pool: PgPool) {
     let mut config = receive_only();
     config.persist_timeout = Duration::from_secs(20);
@@ -411,7 +409,7 @@ async fn a_database_crash_mid_group_commit_answers_503_and_stores_nothing(pool: 
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_503_means_not_stored_even_when_the_commit_would_come_late(pool: PgPool) {
     let mut config = receive_only();
     config.persist_timeout = Duration::from_millis(500);

@@ -1,8 +1,6 @@
 //! Decoding never panics, whatever the bytes: arbitrary bytes, mutated official examples, and
 //! arbitrary JSON documents carrying each known `type` (so the typed decoders see garbage).
 
-mod model_support;
-
 use proptest::prelude::*;
 use serde_json::Value;
 use terra_sink::model::Event;
@@ -70,7 +68,7 @@ proptest! {
 
     #[test]
     fn mutated_official_examples_never_panic(pick in 0usize..19, edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8)) {
-        let examples = model_support::load_examples();
+        let examples = crate::model_support::load_examples();
         let mut bytes = examples[pick % examples.len()].1.clone();
         for (at, byte, op) in edits {
             let i = at.index(bytes.len() + 1);

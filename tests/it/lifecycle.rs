@@ -1,15 +1,13 @@
 //! Connections lifecycle, large requests and ping mode, against a real PostgreSQL. Deliveries go
 //! over HTTP to the real service; processing is driven step by step with a `Processor`.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::helpers::{test_config, TestApp};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use common::{test_config, TestApp};
 use serde_json::Value;
 use sqlx::PgPool;
 use terra_sink::Metrics;
@@ -128,7 +126,7 @@ async fn user_count(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn auth_creates_the_user_and_failed_attempts_create_none(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
@@ -179,7 +177,7 @@ async fn auth_creates_the_user_and_failed_attempts_create_none(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn status_events_update_the_user_and_keep_its_data(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
@@ -317,17 +315,17 @@ fn read_sample(name: &str, user: &str) -> String {
         .replace(&sample_user, user)
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn reauth_after_the_new_auth_moves_every_row(pool: PgPool) {
     reauth_moves_everything(pool, true).await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn reauth_before_the_new_auth_moves_every_row(pool: PgPool) {
     reauth_moves_everything(pool, false).await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn reauth_merges_records_both_ids_hold_newest_wins(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
@@ -391,7 +389,7 @@ async fn reauth_merges_records_both_ids_hold_newest_wins(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn reauth_without_old_user_only_records_the_new_one(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
@@ -404,7 +402,7 @@ async fn reauth_without_old_user_only_records_the_new_one(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn delete_policy_removes_every_row_of_the_user_and_nothing_else(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Delete, 3);
@@ -448,7 +446,7 @@ async fn delete_policy_removes_every_row_of_the_user_and_nothing_else(pool: PgPo
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn large_request_in_shuffled_order_ends_complete(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
@@ -574,7 +572,7 @@ async fn ledger(pool: &PgPool) -> Vec<(String, String, Option<i64>, Option<Strin
         .unwrap()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn ping_mode_downloads_and_processes_the_payload(pool: PgPool) {
     let (addr, _) = fake_s3(example("activity")).await;
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
@@ -624,12 +622,12 @@ async fn ping_mode_downloads_and_processes_the_payload(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn ping_mode_failures_are_recorded_retried_or_parked(pool: PgPool) {
     let (addr, flaky_calls) = fake_s3(example("sleep")).await;
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 5);
-    let step = || async { common::step(&processor).await.unwrap().1 };
+    let step = || async { crate::helpers::step(&processor).await.unwrap().1 };
 
     // Slow server: the download times out and is retried later, while the URL is valid.
     app.deliver(ping(addr, "/slow", 300).as_bytes(), &[]).await;
@@ -692,7 +690,7 @@ async fn ping_mode_failures_are_recorded_retried_or_parked(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn ping_urls_must_be_https_unless_allowed(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let mut config = test_config().worker;
@@ -705,7 +703,10 @@ async fn ping_urls_must_be_https_unless_allowed(pool: PgPool) {
         &[],
     )
     .await;
-    assert_eq!(common::step(&processor).await.unwrap().1, Outcome::Parked);
+    assert_eq!(
+        crate::helpers::step(&processor).await.unwrap().1,
+        Outcome::Parked
+    );
     let error: String = sqlx::query_scalar("SELECT last_error FROM terra.deliveries")
         .fetch_one(&pool)
         .await
@@ -717,7 +718,7 @@ async fn ping_urls_must_be_https_unless_allowed(pool: PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn operational_and_unknown_events_stay_in_the_ledger_and_are_counted(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
@@ -773,7 +774,7 @@ struct LabReportRow {
     data: Value,
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn lab_reports_are_kept_by_terra_event_id_losslessly(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let processor = processor(&pool, RevokedDataPolicy::Keep, 3);

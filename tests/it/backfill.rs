@@ -2,8 +2,6 @@
 //! exact requests, window splitting, retries and limits, the acknowledgement answer, resuming,
 //! and convergence with webhooks on the same typed rows.
 
-mod common;
-
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -20,10 +18,10 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 const DEV_ID: &str = "dev-test-123";
 const API_KEY: &str = "key-test-not-real";
 const USER: &str = "40f7b0e1-89e2-43ac-a5b8-1e29c8d47cad";
-const DAILY_EXAMPLE: &str = include_str!("../schemas/terra/webhook-examples/daily.json");
-const ACK: &str = include_str!("fixtures/terra-api/data_sent_to_webhook.json");
-const PROBLEM_401: &str = include_str!("fixtures/terra-api/problem_unauthorized.json");
-const STATUS_MESSAGE_500: &str = include_str!("fixtures/terra-api/status_message_error.json");
+const DAILY_EXAMPLE: &str = include_str!("../../schemas/terra/webhook-examples/daily.json");
+const ACK: &str = include_str!("../fixtures/terra-api/data_sent_to_webhook.json");
+const PROBLEM_401: &str = include_str!("../fixtures/terra-api/problem_unauthorized.json");
+const STATUS_MESSAGE_500: &str = include_str!("../fixtures/terra-api/status_message_error.json");
 
 fn d(s: &str) -> NaiveDate {
     s.parse().unwrap()
@@ -133,7 +131,7 @@ fn window(p: &str, s: &str, e: &str) -> (String, String, String) {
 }
 
 async fn drain(pool: &PgPool) -> u64 {
-    common::processor(pool).drain().await.unwrap()
+    crate::helpers::processor(pool).drain().await.unwrap()
 }
 
 async fn window_statuses(pool: &PgPool) -> Vec<(String, String, String, String)> {
@@ -146,7 +144,7 @@ async fn window_statuses(pool: &PgPool) -> Vec<(String, String, String, String)>
     .unwrap()
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn requests_carry_the_credentials_and_exact_query_in_windows_of_28_days(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -224,7 +222,7 @@ async fn requests_carry_the_credentials_and_exact_query_in_windows_of_28_days(po
     );
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn without_samples_the_flag_says_false(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -241,7 +239,7 @@ async fn without_samples_the_flag_says_false(pool: PgPool) {
     server.verify().await;
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn rate_limited_requests_are_retried_after_retry_after(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -275,7 +273,7 @@ async fn rate_limited_requests_are_retried_after_retry_after(pool: PgPool) {
     assert_eq!(summary.records[&DataType::Daily], 7);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn transient_server_errors_are_retried_with_backoff(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -303,7 +301,7 @@ async fn transient_server_errors_are_retried_with_backoff(pool: PgPool) {
     assert_eq!(summary.windows_failed, 0);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_window_that_keeps_failing_is_reported_and_the_rest_continues(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -354,7 +352,7 @@ async fn a_window_that_keeps_failing_is_reported_and_the_rest_continues(pool: Pg
     );
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn unauthorized_stops_the_whole_backfill_with_a_clear_message(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -395,10 +393,10 @@ async fn unauthorized_stops_the_whole_backfill_with_a_clear_message(pool: PgPool
         1,
         "no request after the first 401"
     );
-    assert_eq!(common::ledger_count(&pool).await, 0);
+    assert_eq!(crate::helpers::ledger_count(&pool).await, 0);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn forbidden_also_stops(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -422,7 +420,7 @@ async fn forbidden_also_stops(pool: PgPool) {
     assert_eq!(requested(&server).await.len(), 1);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn an_acknowledgement_is_reported_as_coming_by_webhook_not_as_empty(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -445,7 +443,7 @@ async fn an_acknowledgement_is_reported_as_coming_by_webhook_not_as_empty(pool: 
             .contains("1 sent to the webhook by Terra"),
         "{summary}"
     );
-    assert_eq!(common::ledger_count(&pool).await, 0);
+    assert_eq!(crate::helpers::ledger_count(&pool).await, 0);
     let (status, reference): (String, Option<String>) = sqlx::query_as(
         "SELECT status, terra_reference FROM terra.backfill_windows WHERE data_type = 'activity'",
     )
@@ -459,7 +457,7 @@ async fn an_acknowledgement_is_reported_as_coming_by_webhook_not_as_empty(pool: 
     );
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn an_interrupted_backfill_continues_where_it_stopped(pool: PgPool) {
     let server = MockServer::start().await;
     // First run: the third daily window hits revoked credentials, which stops everything.
@@ -526,14 +524,14 @@ async fn an_interrupted_backfill_continues_where_it_stopped(pool: PgPool) {
     let mut again = cfg.clone();
     again.refetch = true;
     again.types = vec![DataType::Daily];
-    let before = common::ledger_count(&pool).await;
+    let before = crate::helpers::ledger_count(&pool).await;
     let summary = run(&pool, &again).await.unwrap();
     assert_eq!(summary.windows_done, 3);
     assert_eq!(summary.deliveries_duplicate, 3);
-    assert_eq!(common::ledger_count(&pool).await, before);
+    assert_eq!(crate::helpers::ledger_count(&pool).await, before);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_stop_request_leaves_the_remaining_windows_for_the_next_run(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -550,7 +548,7 @@ async fn a_stop_request_leaves_the_remaining_windows_for_the_next_run(pool: PgPo
     assert_eq!(summary.windows_done, 3);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn several_users_are_each_backfilled(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -579,7 +577,7 @@ async fn several_users_are_each_backfilled(pool: PgPool) {
     assert_eq!(users, ["user-a", "user-b"]);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn all_users_reads_terra_users_or_says_it_is_missing(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -643,7 +641,7 @@ async fn daily_snapshot(pool: &PgPool) -> (Value, Value) {
     (rows, samples)
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn backfilled_records_become_the_same_rows_as_the_webhook_of_the_same_record(pool: PgPool) {
     // Terra's REST answer for the record of its official daily webhook example.
     let example: Value = serde_json::from_str(DAILY_EXAMPLE).unwrap();
@@ -681,9 +679,9 @@ async fn backfilled_records_become_the_same_rows_as_the_webhook_of_the_same_reco
         .execute(&pool)
         .await
         .unwrap();
-    let mut receive_only = common::test_config();
+    let mut receive_only = crate::helpers::test_config();
     receive_only.worker.concurrency = 0;
-    let app = common::TestApp::spawn_with(pool.clone(), receive_only).await;
+    let app = crate::helpers::TestApp::spawn_with(pool.clone(), receive_only).await;
     let res = app.deliver(DAILY_EXAMPLE.as_bytes(), &[]).await;
     assert_eq!(res.status(), 200);
     app.stop().await;
@@ -692,7 +690,7 @@ async fn backfilled_records_become_the_same_rows_as_the_webhook_of_the_same_reco
     assert_eq!(from_backfill, from_webhook);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn backfill_and_webhooks_converge_by_answer_time(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -723,9 +721,9 @@ async fn backfill_and_webhooks_converge_by_answer_time(pool: PgPool) {
                "data": [daily_record(d("2026-07-01"), steps)]})
         .to_string()
     };
-    let mut receive_only = common::test_config();
+    let mut receive_only = crate::helpers::test_config();
     receive_only.worker.concurrency = 0;
-    let app = common::TestApp::spawn_with(pool.clone(), receive_only).await;
+    let app = crate::helpers::TestApp::spawn_with(pool.clone(), receive_only).await;
     // A copy Terra made an hour before the backfill asked arrives late: it changes nothing.
     let hour_ago = (chrono::Utc::now().timestamp_millis() - 3_600_000).to_string();
     let late = app
@@ -751,7 +749,7 @@ async fn backfill_and_webhooks_converge_by_answer_time(pool: PgPool) {
     assert_eq!(steps(pool.clone()).await, 900);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn the_day_budget_paces_a_users_requests_without_losing_any(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -775,7 +773,7 @@ async fn the_day_budget_paces_a_users_requests_without_losing_any(pool: PgPool) 
     );
 }
 
-/// The URL of the test's own database (a fresh one per #[sqlx::test]): the suite's
+/// The URL of the test's own database (a fresh one per #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]): the suite's
 /// DATABASE_URL, credentials included, with the database name replaced.
 fn database_url(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").unwrap();
@@ -802,7 +800,7 @@ fn backfill_command(pool: &PgPool, server: &MockServer, args: &[&str]) -> std::p
     cmd
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn the_command_backfills_processes_and_summarises(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -954,7 +952,7 @@ impl wiremock::Respond for ArrivalsResponder {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn the_day_budget_counts_every_attempt_retries_included(pool: PgPool) {
     let (server, arrivals) = fake_terra_noting_arrivals(1).await;
     // 1-day windows, each answered 500 once then 200: six requests of one day each.
@@ -965,7 +963,7 @@ async fn the_day_budget_counts_every_attempt_retries_included(pool: PgPool) {
     assert_eq!(arrivals.most_days_in_any(cfg.budget_period), 2);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn the_day_budget_holds_across_runs(pool: PgPool) {
     let (server, arrivals) = fake_terra_noting_arrivals(0).await;
     // The first run spends the whole budget; the next one (the command started again, as after
@@ -987,7 +985,7 @@ async fn the_day_budget_holds_across_runs(pool: PgPool) {
     assert_eq!(unended, 0);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_request_whose_end_was_never_recorded_counts_until_its_deadline(pool: PgPool) {
     let (server, arrivals) = fake_terra_noting_arrivals(0).await;
     // A run that died mid-request: sent just now, deadline 400 ms ahead, no end.
@@ -1007,7 +1005,7 @@ async fn a_request_whose_end_was_never_recorded_counts_until_its_deadline(pool: 
     assert!(arrived >= started + Duration::from_millis(700));
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn ctrl_c_exits_130_with_the_summary_saying_it_stopped_early(pool: PgPool) {
     let server = MockServer::start().await;
     let (first_request, mut requested_once) = tokio::sync::mpsc::unbounded_channel();

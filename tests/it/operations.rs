@@ -1,14 +1,11 @@
 //! What operators rely on: `/metrics`, `/readyz` explaining itself, `healthcheck`, a span per
 //! request carrying Terra's trace id, and OpenTelemetry export to a collector.
 
-mod binary;
-mod common;
-
-use binary::{terra_sink, Running, SECRET};
-use common::{test_config, TestApp};
+use crate::helpers::binary::{terra_sink, Running, SECRET};
+use crate::helpers::{test_config, TestApp};
 use sqlx::PgPool;
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn metrics_expose_build_info_the_pool_and_the_processing_histograms(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let text = app
@@ -66,7 +63,7 @@ async fn metrics_expose_build_info_the_pool_and_the_processing_histograms(pool: 
 
 /// An app whose pool points at a port nothing listens on.
 async fn app_without_database() -> (TestApp, std::net::SocketAddr) {
-    let refused = binary::refused_addr();
+    let refused = crate::helpers::binary::refused_addr();
     let url = secrecy::SecretString::from(format!("postgres://postgres:hunter2@{refused}/terra"));
     let pool = terra_sink::database::pool(&terra_sink::DbSettings {
         url,
@@ -96,12 +93,13 @@ async fn readyz_says_where_and_why_the_database_cannot_be_reached() {
 }
 
 fn healthcheck(args: &[String]) -> (bool, String) {
-    let dir = binary::scratch_dir("healthcheck");
-    let (ok, _, stderr) = binary::output(terra_sink(&dir).arg("healthcheck").args(args));
+    let dir = crate::helpers::binary::scratch_dir("healthcheck");
+    let (ok, _, stderr) =
+        crate::helpers::binary::output(terra_sink(&dir).arg("healthcheck").args(args));
     (ok, stderr)
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn healthcheck_checks_liveness_or_readiness_on_the_configured_port(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let bind = vec!["--bind".to_owned(), app.addr.to_string()];
@@ -141,8 +139,8 @@ async fn healthcheck_checks_liveness_or_readiness_on_the_configured_port(pool: P
 }
 
 /// A stand-in OpenTelemetry collector on loopback that keeps every OTLP/HTTP trace export.
-async fn collector() -> (String, binary::Recorded) {
-    binary::recorder("/v1/traces", "").await
+async fn collector() -> (String, crate::helpers::binary::Recorded) {
+    crate::helpers::binary::recorder("/v1/traces", "").await
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -153,15 +151,15 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 /// The binary with JSON logs and OTLP export, one signed delivery with a trace id, then a
 /// graceful stop (which flushes the exporter).
-#[sqlx::test]
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn each_request_has_a_span_with_its_trace_id_logged_and_exported(pool: PgPool) {
     let (collector_url, exports) = collector().await;
-    let port = binary::free_port();
-    let dir = binary::scratch_dir("otlp");
+    let port = crate::helpers::binary::free_port();
+    let dir = crate::helpers::binary::scratch_dir("otlp");
     let mut serve = terra_sink(&dir);
     serve
         .arg("serve")
-        .env("DATABASE_URL", binary::database_url(&pool))
+        .env("DATABASE_URL", crate::helpers::binary::database_url(&pool))
         .env("TERRA_SIGNING_SECRET", SECRET)
         .env("TERRA_SINK_BIND", format!("127.0.0.1:{port}"))
         .env("TERRA_SINK_WORKERS", "0")
@@ -178,7 +176,10 @@ async fn each_request_has_a_span_with_its_trace_id_logged_and_exported(pool: PgP
     let body = br#"{"type":"healthcheck","status":"success"}"#;
     let res = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/webhooks/terra"))
-        .header("terra-signature", common::sign(body, common::now()))
+        .header(
+            "terra-signature",
+            crate::helpers::sign(body, crate::helpers::now()),
+        )
         .header("x-terra-trace-id", "trace-otel-7f3a")
         .body(body.to_vec())
         .send()
