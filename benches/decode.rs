@@ -1,4 +1,4 @@
-//! Decode throughput of `Event::from_slice` (issue 3), in MB/s of webhook body.
+//! Decode throughput of `Event::from_slice`, in MB/s of webhook body.
 //!
 //! `cargo bench --bench decode`. Payloads are built here, deterministically:
 //! - `daily_typical`: one day at Terra's usual density (1-minute heart rate and MET samples,

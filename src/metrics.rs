@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::time::Duration;
 
 use crate::model::EVENT_TYPES;
@@ -119,135 +119,50 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` under `name` and hands it back (the registry keeps a handle).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// Creates and registers every metric under the `terra_sink` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("terra_sink");
-        let deliveries = Family::<DeliveryLabels, Counter>::default();
-        registry.register(
-            "deliveries",
-            "Authenticated deliveries by event type and outcome",
-            deliveries.clone(),
-        );
-        let signature_rejections = Family::<RejectionLabels, Counter>::default();
-        registry.register(
-            "signature_rejections",
-            "Deliveries rejected by the signature check, by reason",
-            signature_rejections.clone(),
-        );
-        let duplicates = Counter::default();
-        registry.register(
-            "duplicate_deliveries",
-            "Redeliveries of a delivery already in the ledger",
-            duplicates.clone(),
-        );
-        // 256 B .. 64 MiB.
-        let body_bytes = Histogram::new(exponential_buckets(256.0, 4.0, 10));
-        registry.register(
-            "delivery_body_bytes",
-            "Size of authenticated delivery bodies in bytes",
-            body_bytes.clone(),
-        );
-        let request_duration = Family::new_with_constructor(LatencyBuckets);
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route and status",
-            request_duration.clone(),
-        );
-        let processed = Family::<ProcessedLabels, Counter>::default();
-        registry.register(
-            "deliveries_processed",
-            "Ledger deliveries processed into typed rows, by outcome (parked ones need attention)",
-            processed.clone(),
-        );
-        let downloads = Family::<ProcessedLabels, Counter>::default();
-        registry.register(
-            "s3_downloads",
-            "Ping-mode (s3_payload) downloads by outcome: ok, timeout, too_large, status, transport, refused",
-            downloads.clone(),
-        );
-        let backlog = Family::<BacklogLabels, Gauge>::default();
-        registry.register(
-            "backlog",
-            "Deliveries waiting to be processed into typed rows, by state (read at scrape time)",
-            backlog.clone(),
-        );
-        let backlog_oldest_age = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "backlog_oldest_age_seconds",
-            "Age of the oldest delivery waiting to be processed (read at scrape time)",
-            backlog_oldest_age.clone(),
-        );
-        registry.register(
+        let r = &mut registry;
+        let metrics = Self {
+            deliveries: registered(r, "deliveries", "Authenticated deliveries by event type and outcome", Family::<DeliveryLabels, Counter>::default()),
+            signature_rejections: registered(r, "signature_rejections", "Deliveries rejected by the signature check, by reason", Family::<RejectionLabels, Counter>::default()),
+            duplicates: registered(r, "duplicate_deliveries", "Redeliveries of a delivery already in the ledger", Counter::default()),
+            // 256 B .. 64 MiB.
+            body_bytes: registered(r, "delivery_body_bytes", "Size of authenticated delivery bodies in bytes", Histogram::new(exponential_buckets(256.0, 4.0, 10))),
+            request_duration: registered(r, "http_request_duration_seconds", "HTTP request latency by route and status", Family::new_with_constructor(LatencyBuckets)),
+            processed: registered(r, "deliveries_processed", "Ledger deliveries processed into typed rows, by outcome (parked ones need attention)", Family::<ProcessedLabels, Counter>::default()),
+            downloads: registered(r, "s3_downloads", "Ping-mode (s3_payload) downloads by outcome: ok, timeout, too_large, status, transport, refused", Family::<ProcessedLabels, Counter>::default()),
+            backlog: registered(r, "backlog", "Deliveries waiting to be processed into typed rows, by state (read at scrape time)", Family::<BacklogLabels, Gauge>::default()),
+            backlog_oldest_age: registered(r, "backlog_oldest_age_seconds", "Age of the oldest delivery waiting to be processed (read at scrape time)", Gauge::<f64, AtomicU64>::default()),
+            pool_connections: registered(r, "db_pool_connections", "Open connections in the database pool (read at scrape time)", Gauge::default()),
+            pool_idle_connections: registered(r, "db_pool_idle_connections", "Open database connections not in use (read at scrape time); in use = open - idle", Gauge::default()),
+            pool_max_connections: registered(r, "db_pool_max_connections", "Largest number of connections the database pool opens (TERRA_SINK_DB_MAX_CONNECTIONS)", Gauge::default()),
+            // 1 ms .. ~65 s.
+            processing_duration: registered(r, "processing_duration_seconds", "Time to process one batch of ledger deliveries into typed rows, commit included", Histogram::new(exponential_buckets(0.001, 2.0, 17))),
+            // 10 ms .. ~23 h: a backlog can take hours to drain.
+            ack_to_typed_lag: registered(r, "ack_to_typed_lag_seconds", "Time from a delivery's acknowledgement (received_at) to its typed rows being committed (done)", Histogram::new(exponential_buckets(0.01, 3.0, 16))),
+            // 1 .. 4096 deliveries.
+            processing_batch_size: registered(r, "processing_batch_deliveries", "Deliveries processed together in one batch", Histogram::new(exponential_buckets(1.0, 2.0, 13))),
+            ledger_commit_size: registered(r, "ledger_commit_deliveries", "Deliveries written to the ledger in one group commit", Histogram::new(exponential_buckets(1.0, 2.0, 13))),
+            registry: Registry::default(),
+        };
+        r.register(
             "build",
             "The running binary's version (always 1)",
             Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
             }),
         );
-        let pool_connections = Gauge::default();
-        registry.register(
-            "db_pool_connections",
-            "Open connections in the database pool (read at scrape time)",
-            pool_connections.clone(),
-        );
-        let pool_idle_connections = Gauge::default();
-        registry.register(
-            "db_pool_idle_connections",
-            "Open database connections not in use (read at scrape time); in use = open - idle",
-            pool_idle_connections.clone(),
-        );
-        let pool_max_connections = Gauge::default();
-        registry.register(
-            "db_pool_max_connections",
-            "Largest number of connections the database pool opens (TERRA_SINK_DB_MAX_CONNECTIONS)",
-            pool_max_connections.clone(),
-        );
-        // 1 ms .. ~65 s.
-        let processing_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
-        registry.register(
-            "processing_duration_seconds",
-            "Time to process one batch of ledger deliveries into typed rows, commit included",
-            processing_duration.clone(),
-        );
-        // 10 ms .. ~23 h: a backlog can take hours to drain.
-        let ack_to_typed_lag = Histogram::new(exponential_buckets(0.01, 3.0, 16));
-        registry.register(
-            "ack_to_typed_lag_seconds",
-            "Time from a delivery's acknowledgement (received_at) to its typed rows being committed (done)",
-            ack_to_typed_lag.clone(),
-        );
-        // 1 .. 4096 deliveries.
-        let processing_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
-        registry.register(
-            "processing_batch_deliveries",
-            "Deliveries processed together in one batch",
-            processing_batch_size.clone(),
-        );
-        let ledger_commit_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
-        registry.register(
-            "ledger_commit_deliveries",
-            "Deliveries written to the ledger in one group commit",
-            ledger_commit_size.clone(),
-        );
         Self {
             registry,
-            pool_connections,
-            pool_idle_connections,
-            pool_max_connections,
-            processing_duration,
-            ack_to_typed_lag,
-            processing_batch_size,
-            ledger_commit_size,
-            processed,
-            downloads,
-            backlog,
-            backlog_oldest_age,
-            deliveries,
-            signature_rejections,
-            duplicates,
-            body_bytes,
-            request_duration,
+            ..metrics
         }
     }
 

@@ -177,8 +177,8 @@ pub enum BackfillError {
     #[error(transparent)]
     Schema(#[from] sql::SchemaError),
     /// The users could not be listed.
-    #[error(transparent)]
-    Users(#[from] sql::UsersError),
+    #[error("cannot list users: {0}")]
+    Users(#[source] sqlx::Error),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -214,17 +214,7 @@ pub async fn run(
         summary: Box::default(),
     })?;
     sql::check_schema(pool).await?;
-    let users = match &config.users {
-        Users::Listed(ids) => {
-            // Keep the given order, without repeats.
-            let mut seen = HashSet::new();
-            ids.iter()
-                .filter(|id| seen.insert(id.as_str()))
-                .cloned()
-                .collect::<Vec<_>>()
-        }
-        Users::AllActive => sql::active_users(pool).await?,
-    };
+    let users = user_ids(pool, &config.users).await?;
     let windows = plan::windows(config.range, config.window_days);
     let mut types = config.types.clone();
     types.sort();
@@ -263,8 +253,47 @@ pub async fn run(
             backfill_user(&shared, &user, &windows).await
         });
     }
+    let summary = collect(&mut tasks, &shared, user_count).await;
+    shared.bars.finish();
+    let mut summary = summary?;
+    if *shared.stop.borrow() {
+        summary.interrupted = true;
+    }
+    let fatal = shared.fatal.lock().ok().and_then(|mut f| f.take());
+    if let Some(error) = fatal {
+        summary.interrupted = true;
+        return Err(BackfillError::Fatal {
+            error,
+            summary: Box::new(summary),
+        });
+    }
+    Ok(summary)
+}
+
+/// The users to backfill: the listed ones in their order without repeats, or every active one.
+async fn user_ids(pool: &PgPool, users: &Users) -> Result<Vec<String>, BackfillError> {
+    Ok(match users {
+        Users::Listed(ids) => {
+            let mut seen = HashSet::new();
+            ids.iter()
+                .filter(|id| seen.insert(id.as_str()))
+                .cloned()
+                .collect()
+        }
+        Users::AllActive => sql::active_users(pool)
+            .await
+            .map_err(BackfillError::Users)?,
+    })
+}
+
+/// Waits for every user's task and adds up their summaries; a database error stops the rest.
+async fn collect(
+    tasks: &mut tokio::task::JoinSet<Result<Summary, sqlx::Error>>,
+    shared: &Shared,
+    users: usize,
+) -> Result<Summary, BackfillError> {
     let mut summary = Summary {
-        users: user_count,
+        users,
         ..Summary::default()
     };
     let mut db_error = None;
@@ -281,22 +310,18 @@ pub async fn run(
             }
         }
     }
-    shared.bars.finish();
-    if let Some(e) = db_error {
-        return Err(BackfillError::Database(e));
+    match db_error {
+        Some(e) => Err(BackfillError::Database(e)),
+        None => Ok(summary),
     }
-    if *shared.stop.borrow() {
-        summary.interrupted = true;
-    }
-    let fatal = shared.fatal.lock().ok().and_then(|mut f| f.take());
-    if let Some(error) = fatal {
-        summary.interrupted = true;
-        return Err(BackfillError::Fatal {
-            error,
-            summary: Box::new(summary),
-        });
-    }
-    Ok(summary)
+}
+
+/// What to do after a window.
+enum Flow {
+    /// Go on with the next window; this many records were stored.
+    Next(u64),
+    /// Stop this user's backfill (a stop was asked for, or Terra refused the credentials).
+    Stop,
 }
 
 /// Every type and window of one user, in order, under the user's day budget.
@@ -312,137 +337,174 @@ async fn backfill_user(
         .bars
         .user(user_id, (windows.len() * config.types.len()) as u64);
     for &data_type in &config.types {
-        let finished: HashSet<(chrono::NaiveDate, chrono::NaiveDate)> = if config.refetch {
-            HashSet::new()
-        } else {
-            sql::finished(
-                &shared.pool,
-                user_id,
-                data_type.as_str(),
-                config.range.start,
-                config.range.end,
-            )
-            .await?
-            .into_iter()
-            .collect()
-        };
+        let finished = finished_windows(shared, user_id, data_type).await?;
         let mut type_records = 0u64;
         for &window in windows {
-            if shared.stopping() {
-                summary.interrupted = true;
-                bar.finish("stopped");
-                return Ok(summary);
-            }
             if finished.contains(&(window.start, window.end)) {
                 summary.windows_skipped += 1;
                 shared.bars.advance(&bar, 0);
                 continue;
             }
             bar.show(data_type, window, type_records);
-            let mut pacer = UserPacer {
-                shared,
-                budget: &mut budget,
+            let target = Target {
                 user_id,
                 data_type,
                 window,
-                in_flight: None,
             };
-            let answer = match shared
-                .client
-                .fetch(data_type, user_id, window, config.with_samples, &mut pacer)
-                .await
-            {
-                Ok(answer) => Ok(answer),
-                Err(FetchError::Api(error)) => Err(error),
-                Err(FetchError::Paced(PaceError::Stopping)) => {
+            match backfill_window(shared, &mut budget, &target, &mut summary, &bar).await? {
+                Flow::Next(records) => type_records += records,
+                Flow::Stop => {
                     summary.interrupted = true;
-                    bar.finish("stopped");
                     return Ok(summary);
-                }
-                Err(FetchError::Paced(PaceError::Database(e))) => return Err(e),
-            };
-            let mut record = WindowRecord {
-                user_id,
-                data_type: data_type.as_str(),
-                start_date: window.start,
-                end_date: window.end,
-                status: WindowStatus::Failed,
-                records: None,
-                delivery_id: None,
-                terra_reference: None,
-                last_error: None,
-            };
-            let error_text;
-            let mut stored_records = 0u64;
-            match answer {
-                Ok(Answer::Data(fetched)) => {
-                    let (records, delivery) = store(&shared.pool, user_id, &fetched).await?;
-                    stored_records = records;
-                    match delivery {
-                        Some(Stored::New(id)) => {
-                            summary.deliveries_new += 1;
-                            record.delivery_id = Some(id);
-                        }
-                        Some(Stored::Duplicate(id)) => {
-                            summary.deliveries_duplicate += 1;
-                            record.delivery_id = Some(id);
-                        }
-                        None => {}
-                    }
-                    record.status = WindowStatus::Done;
-                    record.records = Some(i32::try_from(records).unwrap_or(i32::MAX));
-                    summary.windows_done += 1;
-                    *summary.records.entry(data_type).or_default() += records;
-                    type_records += records;
-                    log_window(shared, user_id, data_type, window, "stored", records, None);
-                }
-                Ok(Answer::Acknowledged { reference, message }) => {
-                    record.status = WindowStatus::Acknowledged;
-                    error_text = message;
-                    record.terra_reference = reference.as_deref();
-                    record.last_error = error_text.as_deref();
-                    summary.windows_acknowledged += 1;
-                    // Not an empty window: Terra will POST the data to the webhook destination.
-                    tracing::warn!(
-                        user_id,
-                        data_type = data_type.as_str(),
-                        window = %window,
-                        terra_reference = reference.as_deref().unwrap_or("-"),
-                        "Terra answered with an acknowledgement: this window's data will arrive through the webhook instead"
-                    );
-                    sql::record(&shared.pool, &record).await?;
-                    shared.bars.advance(&bar, 0);
-                    continue;
-                }
-                Err(error) if error.is_fatal() => {
-                    tracing::error!(user_id, data_type = data_type.as_str(), window = %window, "{error}");
-                    shared.halt.store(true, Ordering::SeqCst);
-                    if let Ok(mut fatal) = shared.fatal.lock() {
-                        fatal.get_or_insert(error);
-                    }
-                    summary.interrupted = true;
-                    bar.finish("stopped: credentials refused");
-                    return Ok(summary);
-                }
-                Err(error) => {
-                    let text = error.to_string();
-                    summary.windows_failed += 1;
-                    if summary.failures.len() < MAX_REPORTED_FAILURES {
-                        summary
-                            .failures
-                            .push(format!("{user_id} {data_type} {window}: {text}"));
-                    }
-                    log_window(shared, user_id, data_type, window, "failed", 0, Some(&text));
-                    error_text = Some(text);
-                    record.last_error = error_text.as_deref();
                 }
             }
-            sql::record(&shared.pool, &record).await?;
-            shared.bars.advance(&bar, stored_records);
         }
     }
     bar.finish("done");
     Ok(summary)
+}
+
+/// One user's window of one data type.
+struct Target<'a> {
+    user_id: &'a str,
+    data_type: DataType,
+    window: Window,
+}
+
+/// The windows of a user and type that earlier runs finished (none with `--refetch`).
+async fn finished_windows(
+    shared: &Shared,
+    user_id: &str,
+    data_type: DataType,
+) -> Result<HashSet<(chrono::NaiveDate, chrono::NaiveDate)>, sqlx::Error> {
+    let config = &shared.config;
+    if config.refetch {
+        return Ok(HashSet::new());
+    }
+    let (start, end) = (config.range.start, config.range.end);
+    let done = sql::finished(&shared.pool, user_id, data_type.as_str(), start, end).await?;
+    Ok(done.into_iter().collect())
+}
+
+/// Fetches one window (paced by the user's budget) and records what came of it.
+async fn backfill_window(
+    shared: &Shared,
+    budget: &mut DayBudget,
+    target: &Target<'_>,
+    summary: &mut Summary,
+    bar: &UserBar,
+) -> Result<Flow, sqlx::Error> {
+    if shared.stopping() {
+        bar.finish("stopped");
+        return Ok(Flow::Stop);
+    }
+    let (user_id, data_type, window) = (target.user_id, target.data_type, target.window);
+    let mut pacer = UserPacer {
+        shared,
+        budget,
+        user_id,
+        data_type,
+        window,
+        in_flight: None,
+    };
+    let with_samples = shared.config.with_samples;
+    let fetched = shared
+        .client
+        .fetch(data_type, user_id, window, with_samples, &mut pacer)
+        .await;
+    let answer = match fetched {
+        Ok(answer) => Ok(answer),
+        Err(FetchError::Api(error)) => Err(error),
+        Err(FetchError::Paced(PaceError::Stopping)) => {
+            bar.finish("stopped");
+            return Ok(Flow::Stop);
+        }
+        Err(FetchError::Paced(PaceError::Database(e))) => return Err(e),
+    };
+    record_answer(shared, target, answer, summary, bar).await
+}
+
+/// Stores a window's answer in the ledger and the window's outcome in `terra.backfill_windows`.
+async fn record_answer(
+    shared: &Shared,
+    target: &Target<'_>,
+    answer: Result<Answer, ApiError>,
+    summary: &mut Summary,
+    bar: &UserBar,
+) -> Result<Flow, sqlx::Error> {
+    let (user_id, data_type, window) = (target.user_id, target.data_type, target.window);
+    let mut record = WindowRecord {
+        user_id,
+        data_type: data_type.as_str(),
+        start_date: window.start,
+        end_date: window.end,
+        status: WindowStatus::Failed,
+        records: None,
+        delivery_id: None,
+        terra_reference: None,
+        last_error: None,
+    };
+    let error_text;
+    let mut stored = 0u64;
+    match answer {
+        Ok(Answer::Data(fetched)) => {
+            let (records, delivery) = store(&shared.pool, user_id, &fetched).await?;
+            stored = records;
+            match delivery {
+                Some(Stored::New(_)) => summary.deliveries_new += 1,
+                Some(Stored::Duplicate(_)) => summary.deliveries_duplicate += 1,
+                None => {}
+            }
+            record.delivery_id = delivery.map(Stored::id);
+            record.status = WindowStatus::Done;
+            record.records = Some(i32::try_from(records).unwrap_or(i32::MAX));
+            summary.windows_done += 1;
+            *summary.records.entry(data_type).or_default() += records;
+            log_window(shared, user_id, data_type, window, "stored", records, None);
+        }
+        Ok(Answer::Acknowledged { reference, message }) => {
+            record.status = WindowStatus::Acknowledged;
+            error_text = message;
+            record.terra_reference = reference.as_deref();
+            record.last_error = error_text.as_deref();
+            summary.windows_acknowledged += 1;
+            // Not an empty window: Terra will POST the data to the webhook destination.
+            tracing::warn!(
+                user_id,
+                data_type = data_type.as_str(),
+                window = %window,
+                terra_reference = reference.as_deref().unwrap_or("-"),
+                "Terra answered with an acknowledgement: this window's data will arrive through the webhook instead"
+            );
+            sql::record(&shared.pool, &record).await?;
+            shared.bars.advance(bar, 0);
+            return Ok(Flow::Next(0));
+        }
+        Err(error) if error.is_fatal() => {
+            tracing::error!(user_id, data_type = data_type.as_str(), window = %window, "{error}");
+            shared.halt.store(true, Ordering::SeqCst);
+            if let Ok(mut fatal) = shared.fatal.lock() {
+                fatal.get_or_insert(error);
+            }
+            bar.finish("stopped: credentials refused");
+            return Ok(Flow::Stop);
+        }
+        Err(error) => {
+            let text = error.to_string();
+            summary.windows_failed += 1;
+            if summary.failures.len() < MAX_REPORTED_FAILURES {
+                summary
+                    .failures
+                    .push(format!("{user_id} {data_type} {window}: {text}"));
+            }
+            log_window(shared, user_id, data_type, window, "failed", 0, Some(&text));
+            error_text = Some(text);
+            record.last_error = error_text.as_deref();
+        }
+    }
+    sql::record(&shared.pool, &record).await?;
+    shared.bars.advance(bar, stored);
+    Ok(Flow::Next(stored))
 }
 
 /// A user's day budget, counting what earlier runs sent within the period (Terra's count does

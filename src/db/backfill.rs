@@ -213,31 +213,12 @@ pub async fn record(pool: &PgPool, w: &WindowRecord<'_>) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// Why the active users could not be listed.
-#[derive(Debug, thiserror::Error)]
-pub enum UsersError {
-    /// `terra.users` does not exist in this database yet.
-    #[error("--all-users needs the table terra.users, which this database does not have yet; give --user-id instead")]
-    NoUsersTable,
-    /// The query failed.
-    #[error("cannot list users: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-/// Every active user in `terra.users` (a table a later migration adds, hence unchecked SQL).
-pub async fn active_users(pool: &PgPool) -> Result<Vec<String>, UsersError> {
-    let exists: bool =
-        sqlx::query_scalar!(r#"SELECT to_regclass('terra.users') IS NOT NULL AS "exists!""#)
-            .fetch_one(pool)
-            .await?;
-    if !exists {
-        return Err(UsersError::NoUsersTable);
-    }
+/// Every active user in `terra.users` (the run checked the schema is migrated first).
+pub async fn active_users(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     // `active IS NOT FALSE`: a user whose state is unknown is still worth asking Terra about.
-    let users = sqlx::query_scalar::<_, String>(
-        "SELECT DISTINCT user_id::text FROM terra.users WHERE active IS NOT FALSE ORDER BY 1",
+    sqlx::query_scalar!(
+        "SELECT DISTINCT user_id FROM terra.users WHERE active IS NOT FALSE ORDER BY 1"
     )
     .fetch_all(pool)
-    .await?;
-    Ok(users)
+    .await
 }

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 
 use super::convert::{code32, id_key, opt_utc, whole};
 use super::samples::Samples;
-use super::table::{column, CommonColumns, Record, RecordTable};
+use super::table::{column, CommonColumns, Record, RecordTable, WrittenKey};
 use super::text::{self, PgText};
 use crate::model::{Activity, Timestamp};
 
@@ -139,9 +139,10 @@ impl RecordTable for ActivityRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.activity AS t
                 (user_id, record_key, provider, summary_id, start_time, end_time, day, name,
@@ -213,10 +214,6 @@ impl RecordTable for ActivityRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written
-            .into_iter()
-            .map(|r| (r.user_id, r.record_key))
-            .collect())
+        .await
     }
 }

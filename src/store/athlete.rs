@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use super::table::{column, CommonColumns, Record, RecordTable};
+use super::table::{column, CommonColumns, Record, RecordTable, WrittenKey};
 use super::text::{self, PgText};
 use crate::model::Timestamp;
 
@@ -72,9 +72,10 @@ impl RecordTable for AthleteRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query_scalar!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.athlete AS t
                 (user_id, provider, first_name, last_name, sex, gender, date_of_birth, age,
@@ -104,7 +105,7 @@ impl RecordTable for AthleteRow {
                 event_id = EXCLUDED.event_id,
                 updated_at = now()
             WHERE terra.is_newer(EXCLUDED.ordering_ts, t.ordering_ts)
-            RETURNING t.user_id
+            RETURNING t.user_id, ''::text AS "record_key!"
             "#,
             &c.user_id as &[&str],
             &c.provider as &[Option<&str>],
@@ -123,10 +124,6 @@ impl RecordTable for AthleteRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written
-            .into_iter()
-            .map(|user_id| (user_id, String::new()))
-            .collect())
+        .await
     }
 }

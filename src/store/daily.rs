@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 use super::convert::{code32, day_key, opt_utc, whole};
 use super::samples::Samples;
-use super::table::{column, CommonColumns, Record, RecordTable};
+use super::table::{column, CommonColumns, Record, RecordTable, WrittenKey};
 use super::text::PgText;
 use crate::model::Daily;
 
@@ -111,9 +111,10 @@ impl RecordTable for DailyRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.daily AS t
                 (user_id, record_key, provider, day, start_time, end_time, upload_type, steps,
@@ -181,10 +182,6 @@ impl RecordTable for DailyRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written
-            .into_iter()
-            .map(|r| (r.user_id, r.record_key))
-            .collect())
+        .await
     }
 }

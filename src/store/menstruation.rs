@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 
 use super::convert::{code32, day_key, int32, opt_utc};
 use super::samples::Samples;
-use super::table::{column, CommonColumns, Record, RecordTable};
+use super::table::{column, CommonColumns, Record, RecordTable, WrittenKey};
 use super::text::PgText;
 use crate::model::{Menstruation, Timestamp};
 
@@ -75,9 +75,10 @@ impl RecordTable for MenstruationRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.menstruation AS t
                 (user_id, record_key, provider, day, start_time, end_time, period_length_days,
@@ -132,10 +133,6 @@ impl RecordTable for MenstruationRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written
-            .into_iter()
-            .map(|r| (r.user_id, r.record_key))
-            .collect())
+        .await
     }
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
 use super::convert::instant;
-use super::table::{column, CommonColumns, Record, RecordTable};
+use super::table::{column, CommonColumns, Record, RecordTable, WrittenKey};
 use super::text::{self, PgText};
 
 /// A raw item's JSON text (re-encoded from the decoded value) and its key: the first of
@@ -114,9 +114,10 @@ impl RecordTable for PlannedWorkoutRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.planned_workouts AS t
                 (user_id, record_key, provider, planned_date, data, ordering_ts, event_id)
@@ -141,11 +142,7 @@ impl RecordTable for PlannedWorkoutRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written
-            .into_iter()
-            .map(|r| (r.user_id, r.record_key))
-            .collect())
+        .await
     }
 }
 
@@ -156,9 +153,10 @@ impl RecordTable for HormoneRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.hormone_samples AS t
                 (user_id, record_key, provider, ts, data, ordering_ts, event_id)
@@ -183,11 +181,7 @@ impl RecordTable for HormoneRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written
-            .into_iter()
-            .map(|r| (r.user_id, r.record_key))
-            .collect())
+        .await
     }
 }
 
@@ -198,9 +192,10 @@ impl RecordTable for HealthObservationRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.health_observations AS t
                 (user_id, record_key, provider, start_time, data, ordering_ts, event_id)
@@ -225,11 +220,7 @@ impl RecordTable for HealthObservationRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written
-            .into_iter()
-            .map(|r| (r.user_id, r.record_key))
-            .collect())
+        .await
     }
 }
 
@@ -241,9 +232,10 @@ impl RecordTable for LabReportRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query_scalar!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.lab_reports AS t
                 (terra_event_id, event_type, upload_id, session_id, reference_id, occurred_at,
@@ -259,7 +251,7 @@ impl RecordTable for LabReportRow {
                 session_id = EXCLUDED.session_id, reference_id = EXCLUDED.reference_id,
                 occurred_at = EXCLUDED.occurred_at, data = EXCLUDED.data,
                 event_id = EXCLUDED.event_id, updated_at = now()
-            RETURNING t.terra_event_id
+            RETURNING ''::text AS "user_id!", t.terra_event_id AS record_key
             "#,
             &c.record_key as &[&str],
             &column(rows, |r| r.event_type.as_str()) as &[&str],
@@ -271,7 +263,6 @@ impl RecordTable for LabReportRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written.into_iter().map(|k| (String::new(), k)).collect())
+        .await
     }
 }

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 
 use super::convert::{code32, id_key, opt_utc};
 use super::samples::Samples;
-use super::table::{column, CommonColumns, Record, RecordTable};
+use super::table::{column, CommonColumns, Record, RecordTable, WrittenKey};
 use super::text::{self, PgText};
 use crate::model::{Sleep, Timestamp};
 
@@ -127,9 +127,10 @@ impl RecordTable for SleepRow {
     async fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+    ) -> Result<Vec<WrittenKey>, sqlx::Error> {
         let c = CommonColumns::of(rows);
-        let written = sqlx::query!(
+        sqlx::query_as!(
+            WrittenKey,
             r#"
             INSERT INTO terra.sleep AS t
                 (user_id, record_key, provider, summary_id, start_time, end_time, wake_day,
@@ -201,10 +202,6 @@ impl RecordTable for SleepRow {
             &c.event_id,
         )
         .fetch_all(conn)
-        .await?;
-        Ok(written
-            .into_iter()
-            .map(|r| (r.user_id, r.record_key))
-            .collect())
+        .await
     }
 }

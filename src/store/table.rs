@@ -40,12 +40,20 @@ pub trait RecordTable: Sized + Send + Sync {
     const HAS_SAMPLES: bool;
 
     /// Inserts or replaces `rows` (distinct keys, sorted by key) in one statement, under the
-    /// overwrite rule (`terra.is_newer`), and returns the `(user_id, record_key)` of each row
-    /// written. The rows written stay locked until the transaction ends.
+    /// overwrite rule (`terra.is_newer`), and returns the key of each row written. The rows written stay locked until the transaction ends.
     fn upsert(
         conn: &mut PgConnection,
         rows: &[Record<Self>],
-    ) -> impl Future<Output = Result<Vec<(String, String)>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<WrittenKey>, sqlx::Error>> + Send;
+}
+
+/// The key of a row an upsert wrote (`RETURNING user_id, record_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WrittenKey {
+    /// `user_id` (empty for tables without a user).
+    pub user_id: String,
+    /// `record_key`.
+    pub record_key: String,
 }
 
 /// What every upsert binds besides the table's own columns, one element per row.
@@ -141,23 +149,27 @@ pub async fn write<T: RecordTable>(
     out: &mut Written,
 ) -> Result<(), sqlx::Error> {
     for round in rounds(records) {
-        let written: std::collections::HashSet<(String, String)> =
+        let written: std::collections::HashSet<WrittenKey> =
             T::upsert(conn, &round).await?.into_iter().collect();
         for record in round {
-            let key = (
-                record.user_id.into_string(),
-                record.record_key.into_string(),
-            );
+            let key = WrittenKey {
+                user_id: record.user_id.into_string(),
+                record_key: record.record_key.into_string(),
+            };
             if !written.contains(&key) {
-                tracing::debug!(table = T::NAME, record_key = key.1, "older copy skipped");
+                tracing::debug!(
+                    table = T::NAME,
+                    record_key = key.record_key,
+                    "older copy skipped"
+                );
                 out.applied.records_skipped += 1;
                 continue;
             }
             out.applied.records_written += 1;
             if T::HAS_SAMPLES {
                 out.applied.samples_skipped += record.samples.skipped;
-                let (user_id, record_key) =
-                    (PgText::from_stored(key.0), PgText::from_stored(key.1));
+                let user_id = PgText::from_stored(key.user_id);
+                let record_key = PgText::from_stored(key.record_key);
                 out.samples
                     .insert((T::NAME, user_id, record_key), record.samples);
             }

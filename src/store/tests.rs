@@ -192,7 +192,7 @@ fn sleep_columns_and_samples() {
 }
 
 #[test]
-fn day_records_map_their_columns() {
+fn daily_records_map_their_columns() {
     let Event::Daily(e) = Event::from_slice(
         wrap(
             "daily",
@@ -226,7 +226,10 @@ fn day_records_map_their_columns() {
     assert_eq!(row.avg_stress_level, Some(31.0));
     assert_eq!(row.total_stress_score, Some(45.5));
     assert_eq!(kinds(&daily::samples(d)), ["stress"]);
+}
 
+#[test]
+fn body_records_map_their_columns() {
     let Event::Body(e) = Event::from_slice(
         wrap(
             "body",
@@ -267,7 +270,10 @@ fn day_records_map_their_columns() {
         ]
     );
     assert_eq!((s[1].2, s[1].3), (Some(121.0), Some(79.0)));
+}
 
+#[test]
+fn menstruation_records_map_their_columns() {
     let Event::Menstruation(e) = Event::from_slice(
         wrap(
             "menstruation",
@@ -288,7 +294,10 @@ fn day_records_map_their_columns() {
     assert_eq!(row.current_phase_name, Some("Period"));
     assert_eq!(row.period_start_date, NaiveDate::from_ymd_opt(2026, 6, 28));
     assert_eq!(row.is_predicted_cycle, Some(false));
+}
 
+#[test]
+fn nutrition_records_map_their_columns() {
     let Event::Nutrition(e) = Event::from_slice(
         wrap(
             "nutrition",

@@ -2,6 +2,7 @@
 //! exact requests, window splitting, retries and limits, the acknowledgement answer, resuming,
 //! and convergence with webhooks on the same typed rows.
 
+use crate::helpers::binary::database_url;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -771,20 +772,6 @@ async fn the_day_budget_paces_a_users_requests_without_losing_any(pool: PgPool) 
             window("/daily", "2026-01-03", "2026-01-04"),
         ]
     );
-}
-
-/// The URL of the test's own database (a fresh one per #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]): the suite's
-/// DATABASE_URL, credentials included, with the database name replaced.
-fn database_url(pool: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").unwrap();
-    let (url, query) = base.split_once('?').unwrap_or((&base, ""));
-    let (server, _) = url.rsplit_once('/').unwrap();
-    let db = pool.connect_options().get_database().unwrap().to_owned();
-    if query.is_empty() {
-        format!("{server}/{db}")
-    } else {
-        format!("{server}/{db}?{query}")
-    }
 }
 
 fn backfill_command(pool: &PgPool, server: &MockServer, args: &[&str]) -> std::process::Command {

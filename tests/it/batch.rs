@@ -1,11 +1,10 @@
 //! Batch-shaped processing and the group-committed ledger, against a real PostgreSQL: whatever
 //! shares a batch or a commit resolves exactly as if it had come alone.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{test_config, TestApp};
+use crate::helpers::{eventually, receive_only, test_config, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use terra_sink::Metrics;
@@ -13,12 +12,6 @@ use terra_sink::{Outcome, Processor};
 
 const OLD: &str = "old-user";
 const NEW: &str = "new-user";
-
-fn receive_only() -> terra_sink::ServeConfig {
-    let mut config = test_config();
-    config.worker.concurrency = 0;
-    config
-}
 
 /// A processor claiming whole batches.
 fn batch_processor(pool: &PgPool) -> Processor {
@@ -66,21 +59,6 @@ where
     T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
-}
-
-/// Polls `check` until it holds, for at most ten seconds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]

@@ -3,18 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::helpers::{test_config, TestApp};
+use crate::helpers::{receive_only, test_config, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use terra_sink::Metrics;
 use terra_sink::Processor;
 use terra_sink::RevokedDataPolicy;
-
-fn receive_only() -> terra_sink::ServeConfig {
-    let mut config = test_config();
-    config.worker.concurrency = 0;
-    config
-}
 
 fn processor(pool: &PgPool, policy: RevokedDataPolicy, batch: usize) -> Processor {
     let mut config = test_config().worker;

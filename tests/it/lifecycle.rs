@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::helpers::{test_config, TestApp};
+use crate::helpers::{example, receive_only, test_config, TestApp};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -17,15 +17,6 @@ use terra_sink::{Outcome, Processor};
 const OLD: &str = "40f7b0e1-89e2-43ac-a5b8-1e29c8d47cad";
 const NEW: &str = "9c8b7a65-4321-4fed-a0b9-87c6d5e4f321";
 const OTHER: &str = "0000aaaa-other-user";
-
-/// An official example body from Terra's OpenAPI bundle.
-fn example(name: &str) -> String {
-    let path = format!(
-        "{}/schemas/terra/webhook-examples/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The same example for another user.
 fn example_for(name: &str, user: &str) -> String {
@@ -56,12 +47,6 @@ const USER_TABLES: [&str; 11] = [
     "hormone_samples",
     "health_observations",
 ];
-
-fn receive_only() -> terra_sink::ServeConfig {
-    let mut config = test_config();
-    config.worker.concurrency = 0;
-    config
-}
 
 fn processor(pool: &PgPool, policy: RevokedDataPolicy, max_attempts: i32) -> Processor {
     let mut config = test_config().worker;

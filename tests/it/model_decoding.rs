@@ -1,4 +1,4 @@
-//! The decoding rules of issue 3, one by one: unknown fields, open codes, numbers, nulls,
+//! The decoding rules, one by one: unknown fields, open codes, numbers, nulls,
 //! timestamps, empty data, reauth without old user, scopes, unknown event types, error paths.
 
 use serde_json::{json, Value};

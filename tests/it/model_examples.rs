@@ -5,7 +5,8 @@ use crate::model_support::{first_difference, load_examples, normalise};
 use serde_json::Value;
 use terra_sink::model::*;
 
-fn example(name: &str) -> Event {
+/// An official example, decoded.
+fn decoded_example(name: &str) -> Event {
     let (_, bytes) = load_examples()
         .into_iter()
         .find(|(n, _)| n == name)
@@ -54,7 +55,7 @@ fn check_user(u: &TerraUser) {
 
 #[test]
 fn activity_example() {
-    let Event::Activity(e) = example("activity") else {
+    let Event::Activity(e) = decoded_example("activity") else {
         panic!("activity variant")
     };
     check_user(&e.user);
@@ -103,7 +104,7 @@ fn activity_example() {
 
 #[test]
 fn daily_example() {
-    let Event::Daily(e) = example("daily") else {
+    let Event::Daily(e) = decoded_example("daily") else {
         panic!("daily variant")
     };
     check_user(&e.user);
@@ -128,7 +129,7 @@ fn daily_example() {
 
 #[test]
 fn sleep_example() {
-    let Event::Sleep(e) = example("sleep") else {
+    let Event::Sleep(e) = decoded_example("sleep") else {
         panic!("sleep variant")
     };
     check_user(&e.user);
@@ -155,7 +156,7 @@ fn sleep_example() {
 
 #[test]
 fn body_example() {
-    let Event::Body(e) = example("body") else {
+    let Event::Body(e) = decoded_example("body") else {
         panic!("body variant")
     };
     check_user(&e.user);
@@ -192,7 +193,7 @@ fn body_example() {
 
 #[test]
 fn menstruation_example() {
-    let Event::Menstruation(e) = example("menstruation") else {
+    let Event::Menstruation(e) = decoded_example("menstruation") else {
         panic!("menstruation variant")
     };
     check_user(&e.user);
@@ -211,7 +212,7 @@ fn menstruation_example() {
 
 #[test]
 fn nutrition_example() {
-    let Event::Nutrition(e) = example("nutrition") else {
+    let Event::Nutrition(e) = decoded_example("nutrition") else {
         panic!("nutrition variant")
     };
     check_user(&e.user);
@@ -229,7 +230,7 @@ fn nutrition_example() {
 
 #[test]
 fn athlete_example() {
-    let Event::Athlete(e) = example("athlete") else {
+    let Event::Athlete(e) = decoded_example("athlete") else {
         panic!("athlete variant")
     };
     check_user(&e.user);
@@ -240,7 +241,7 @@ fn athlete_example() {
 
 #[test]
 fn auth_examples() {
-    let Event::Auth(e) = example("auth-authSuccess") else {
+    let Event::Auth(e) = decoded_example("auth-authSuccess") else {
         panic!("auth variant")
     };
     assert!(e.is_success());
@@ -256,7 +257,7 @@ fn auth_examples() {
         Some("User has successfully authenticated")
     );
 
-    let ev = example("auth-authCancelled");
+    let ev = decoded_example("auth-authCancelled");
     assert_eq!(ev.user_id(), None);
     let Event::AuthCancelled(e) = ev else {
         panic!("auth_cancelled variant")
@@ -272,7 +273,7 @@ fn auth_examples() {
 
 #[test]
 fn user_lifecycle_examples() {
-    let ev = example("deauth");
+    let ev = decoded_example("deauth");
     assert_eq!(ev.user_id(), Some(GARMIN_USER));
     let Event::Deauth(e) = ev else {
         panic!("deauth variant")
@@ -280,7 +281,7 @@ fn user_lifecycle_examples() {
     assert_eq!(e.user.active, Some(false));
     assert_eq!(e.message.as_deref(), Some("User has deauthenticated"));
 
-    let ev = example("user_reauth");
+    let ev = decoded_example("user_reauth");
     assert_eq!(ev.user_id(), Some("9c8b7a65-4321-4fed-a0b9-87c6d5e4f321"));
     let Event::UserReauth(e) = ev else {
         panic!("user_reauth variant")
@@ -288,13 +289,13 @@ fn user_lifecycle_examples() {
     assert_eq!(e.old_user.as_ref().unwrap().user_id, GARMIN_USER);
     assert_eq!(e.status.as_deref(), Some("warning"));
 
-    let Event::AccessRevoked(e) = example("access_revoked") else {
+    let Event::AccessRevoked(e) = decoded_example("access_revoked") else {
         panic!("access_revoked")
     };
     check_user(&e.user);
     assert_eq!(e.message.as_deref(), Some("User revoked access"));
 
-    let Event::ConnectionError(e) = example("connection_error") else {
+    let Event::ConnectionError(e) = decoded_example("connection_error") else {
         panic!("connection_error")
     };
     check_user(&e.user);
@@ -304,7 +305,7 @@ fn user_lifecycle_examples() {
         .unwrap()
         .starts_with("Connection degraded"));
 
-    let Event::PermissionChange(e) = example("permission_change") else {
+    let Event::PermissionChange(e) = decoded_example("permission_change") else {
         panic!("permission_change")
     };
     assert_eq!(e.scopes_added().collect::<Vec<_>>(), ["BODY_EXPORT"]);
@@ -318,7 +319,7 @@ fn user_lifecycle_examples() {
 
 #[test]
 fn large_request_and_s3_examples() {
-    let Event::LargeRequestSending(e) = example("large_request_sending") else {
+    let Event::LargeRequestSending(e) = decoded_example("large_request_sending") else {
         panic!("sending")
     };
     assert_eq!(e.expected_payloads.unwrap().as_i64(), Some(43));
@@ -328,7 +329,7 @@ fn large_request_and_s3_examples() {
     );
     check_user(&e.user);
 
-    let Event::LargeRequestProcessing(e) = example("large_request_processing") else {
+    let Event::LargeRequestProcessing(e) = decoded_example("large_request_processing") else {
         panic!("processing")
     };
     assert_eq!(e.status.as_deref(), Some("processing"));
@@ -337,7 +338,7 @@ fn large_request_and_s3_examples() {
         Some("d3f1a9c2-6b1e-4f0a-8f21-9e5b2c7a4d10")
     );
 
-    let ev = example("s3_upload");
+    let ev = decoded_example("s3_upload");
     assert_eq!(ev.type_name(), Some("s3_payload"));
     let Event::S3Payload(e) = ev else {
         panic!("s3_payload variant")
@@ -348,7 +349,7 @@ fn large_request_and_s3_examples() {
 
 #[test]
 fn lab_report_examples() {
-    let Event::LabReportCompleted(e) = example("lab_report-completed") else {
+    let Event::LabReportCompleted(e) = decoded_example("lab_report-completed") else {
         panic!("completed")
     };
     assert_eq!(
@@ -370,7 +371,7 @@ fn lab_report_examples() {
         14.2
     );
 
-    let Event::LabReportFailed(e) = example("lab_report-failed") else {
+    let Event::LabReportFailed(e) = decoded_example("lab_report-failed") else {
         panic!("failed")
     };
     assert_eq!(e.data.as_ref().unwrap()["error"]["code"], "file_unreadable");

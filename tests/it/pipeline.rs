@@ -1,10 +1,9 @@
 //! Black-box tests of processing: deliveries acknowledged over HTTP become typed rows, exactly
 //! once, across restarts and several instances.
 
-use std::future::Future;
-use std::time::Duration;
+use crate::helpers::binary::database_url;
 
-use crate::helpers::{test_config, TestApp};
+use crate::helpers::{eventually, receive_only, TestApp};
 use sqlx::PgPool;
 
 /// A signed daily event for `day` (YYYY-MM-DD) with `steps`.
@@ -13,21 +12,6 @@ fn daily(user: &str, day: &str, steps: u32) -> Vec<u8> {
         r#"{{"type":"daily","version":"2022-03-16","user":{{"user_id":"{user}","provider":"GARMIN","reference_id":null,"scopes":null,"active":true,"last_webhook_update":null}},"data":[{{"metadata":{{"start_time":"{day}T00:00:00.000000+00:00","end_time":"{day}T23:59:59.999999+00:00","upload_type":1}},"distance_data":{{"steps":{steps}}}}}]}}"#
     )
     .into_bytes()
-}
-
-/// Polls `check` until it holds, for at most ten seconds: processing is asynchronous by design.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 async fn count_status(pool: &PgPool, status: &str) -> i64 {
@@ -46,12 +30,6 @@ async fn daily_steps(pool: &PgPool, user: &str) -> Vec<(String, Option<i64>)> {
     .fetch_all(pool)
     .await
     .unwrap()
-}
-
-fn receive_only() -> terra_sink::ServeConfig {
-    let mut config = test_config();
-    config.worker.concurrency = 0;
-    config
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
@@ -251,14 +229,6 @@ async fn reprocess_is_idempotent_and_needs_a_selection(pool: PgPool) {
     let refused = run_cli(&pool, &["reprocess"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--all"));
-}
-
-/// The test database's URL, for running the real binary against it.
-fn database_url(pool: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let db = pool.connect_options().get_database().unwrap().to_owned();
-    let (server, _) = base.rsplit_once('/').unwrap();
-    format!("{server}/{db}")
 }
 
 fn run_cli(pool: &PgPool, args: &[&str]) -> std::process::Output {

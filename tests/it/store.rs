@@ -2,6 +2,7 @@
 //! right values, copies overwrite by Terra's ordering rules, samples are replaced atomically,
 //! and every query of the README's "Querying your data" section runs.
 
+use crate::helpers::example;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,13 +15,6 @@ use terra_sink::model::Event;
 use terra_sink::store::{self, Applied, StoreError};
 
 const USER: &str = "40f7b0e1-89e2-43ac-a5b8-1e29c8d47cad";
-
-fn example(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schemas/terra/webhook-examples")
-        .join(format!("{name}.json"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// Writes `body` to the ledger (as the webhook would) and returns its id. Plain SQL, so these
 /// tests do not depend on the ingest path's Rust types.
@@ -113,7 +107,7 @@ async fn official_examples_land_in_their_tables(pool: PgPool) {
         "menstruation",
         "athlete",
     ] {
-        let applied = deliver(&pool, &example(name), Some(1_000)).await;
+        let applied = deliver(&pool, &example(name).into_bytes(), Some(1_000)).await;
         assert_eq!(applied.records_written, 1, "{name}");
         assert_eq!(applied.records_skipped, 0, "{name}");
     }
@@ -156,9 +150,9 @@ async fn official_examples_land_in_their_tables(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(event_body, example("activity"));
+    assert_eq!(event_body, example("activity").into_bytes());
     // `data` is the record itself, equal to the JSON Terra sent.
-    let sent: Value = serde_json::from_slice(&example("activity")).unwrap();
+    let sent: Value = serde_json::from_slice(&example("activity").into_bytes()).unwrap();
     assert_eq!(a.data, sent["data"][0]);
 
     let s = sqlx::query!(
@@ -185,7 +179,7 @@ async fn official_examples_land_in_their_tables(pool: PgPool) {
     assert_eq!(s.sleep_efficiency, Some(91.5));
     assert_eq!(s.avg_hr_bpm, None);
     assert_eq!(s.sleep_score, None);
-    let sent: Value = serde_json::from_slice(&example("sleep")).unwrap();
+    let sent: Value = serde_json::from_slice(&example("sleep").into_bytes()).unwrap();
     assert_eq!(s.data, sent["data"][0]);
 
     let d = sqlx::query!(
@@ -283,16 +277,16 @@ async fn official_examples_land_in_their_tables(pool: PgPool) {
     assert_eq!(p.city.as_deref(), Some("San Francisco"));
     assert_eq!(p.country.as_deref(), Some("United States"));
     assert_eq!(p.start_time, None);
-    let sent: Value = serde_json::from_slice(&example("athlete")).unwrap();
+    let sent: Value = serde_json::from_slice(&example("athlete").into_bytes()).unwrap();
     assert_eq!(p.data, sent["athlete"]);
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn redelivering_a_record_leaves_one_row(pool: PgPool) {
     for _ in 0..5 {
-        deliver(&pool, &example("activity"), Some(1_000)).await;
-        deliver(&pool, &example("daily"), None).await;
-        deliver(&pool, &example("sleep"), Some(1_000)).await;
+        deliver(&pool, &example("activity").into_bytes(), Some(1_000)).await;
+        deliver(&pool, &example("daily").into_bytes(), None).await;
+        deliver(&pool, &example("sleep").into_bytes(), Some(1_000)).await;
     }
     assert_eq!(count(&pool, "SELECT count(*) FROM terra.activity").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM terra.daily").await, 1);
@@ -775,7 +769,7 @@ async fn other_events_write_nothing(pool: PgPool) {
         "permission_change",
         "s3_upload",
     ] {
-        let body = example(name);
+        let body = example(name).into_bytes();
         let applied = deliver(&pool, &body, Some(1)).await;
         assert_eq!(applied, Applied::default(), "{name}");
     }
@@ -801,7 +795,7 @@ async fn other_events_write_nothing(pool: PgPool) {
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_body_that_does_not_match_the_event_is_a_permanent_error(pool: PgPool) {
-    let body = example("daily");
+    let body = example("daily").into_bytes();
     let id = ledger_row(&pool, &body, None).await;
     let event = Event::from_slice(&body).unwrap();
     let mut tx = pool.begin().await.unwrap();
@@ -891,7 +885,7 @@ async fn every_documented_query_runs_and_returns_rows(pool: PgPool) {
         "menstruation",
         "athlete",
     ] {
-        deliver(&pool, &example(name), Some(1)).await;
+        deliver(&pool, &example(name).into_bytes(), Some(1)).await;
     }
     // The official examples carry no samples: add a workout that has some.
     deliver(

@@ -1,8 +1,6 @@
 //! Running the real `terra-sink` binary in tests: a clean environment, an empty working
 //! directory (no developer's `.env`), and the URL of the test's own database.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};

@@ -145,3 +145,34 @@ pub async fn step(processor: &Processor) -> Option<(i64, terra_sink::Outcome)> {
     assert_eq!(report.outcomes.len(), 1, "a batch of one");
     report.outcomes.first().copied()
 }
+
+/// The test configuration with no workers: the app only receives, and the test drives the queue.
+pub fn receive_only() -> ServeConfig {
+    let mut config = test_config();
+    config.worker.concurrency = 0;
+    config
+}
+
+/// Polls `check` until it holds, for at most ten seconds: processing is asynchronous by design.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// An official webhook example body from Terra's OpenAPI bundle (vendored in `schemas/`).
+pub fn example(name: &str) -> String {
+    let path = format!(
+        "{}/schemas/terra/webhook-examples/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}

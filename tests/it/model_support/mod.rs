@@ -1,7 +1,6 @@
 //! Helpers shared by the model integration tests (tests/model_*.rs).
 //!
 //! Everything is read from the repository (schemas/terra/), never from ../shared.
-#![allow(dead_code)]
 
 pub mod schema;
 
