@@ -98,8 +98,14 @@ fn body(ty: &str, record: Value) -> Result<Vec<u8>, Error> {
 
 async fn ledger_row(pool: &PgPool, body: &[u8], key: &str, ts: i64) -> Result<i64, Error> {
     Ok(sqlx::query_scalar(
-        "INSERT INTO terra.deliveries (dedupe_key, ordering_ts, body, body_sha256, body_size, shape)
-         VALUES ($1, $2, $3, '\\x00', $4, 'ok') RETURNING id",
+        "WITH d AS (
+             INSERT INTO terra.deliveries (dedupe_key, ordering_ts, body_sha256, body_size, shape)
+             VALUES ($1, $2, '\\x00', $4, 'ok') RETURNING id, received_at
+         ), b AS (
+             INSERT INTO terra.delivery_bodies (delivery_id, received_at, body)
+             SELECT id, received_at, $3 FROM d
+         )
+         SELECT id FROM d",
     )
     .bind(key)
     .bind(ts)

@@ -19,6 +19,9 @@
 #          acknowledged latency (both), and time until the typed rows exist (terra-sink)
 #   drain  terra-sink only: BENCH_BACKLOG deliveries received with TERRA_SINK_WORKERS=0, then a
 #          restart with workers; rate = backlog / (restart .. last processed_at)
+#   prune  terra-sink only (not in the default set): BENCH_PRUNE_OLD processed deliveries 40-49
+#          days old, then the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s without and
+#          with `terra-sink prune --older-than 30d`: prune time, ack p99 of both
 #
 # Everything runs on 127.0.0.1; every load is bounded in time or count; each workload gets fresh
 # scratch databases (terra_sink_bench_<pid>, reference_receiver_bench_<pid>) that are dropped
@@ -34,6 +37,7 @@
 #   BENCH_DURATION          seconds of the ack and e2e loads (default 20)
 #   BENCH_ACK_CONNECTIONS   default 128         BENCH_E2E_CONNECTIONS  default 64
 #   BENCH_OPEN_RATE         default 1000        BENCH_OPEN_SECS        default 10
+#   BENCH_PRUNE_OLD         default 1000000     BENCH_PRUNE_SECS       default 30
 #   BENCH_LARGE_COUNT       default 5           BENCH_BACKLOG          default 100000
 #   BENCH_BODIES            distinct typical bodies per wrk load (default 100000; a load that
 #                           sends more cycles through them with new trace ids)
@@ -70,6 +74,8 @@ BENCH_ACK_CONNECTIONS=${BENCH_ACK_CONNECTIONS:-128}
 BENCH_E2E_CONNECTIONS=${BENCH_E2E_CONNECTIONS:-64}
 BENCH_OPEN_RATE=${BENCH_OPEN_RATE:-1000}
 BENCH_OPEN_SECS=${BENCH_OPEN_SECS:-10}
+BENCH_PRUNE_OLD=${BENCH_PRUNE_OLD:-1000000}
+BENCH_PRUNE_SECS=${BENCH_PRUNE_SECS:-30}
 BENCH_LARGE_COUNT=${BENCH_LARGE_COUNT:-5}
 BENCH_BACKLOG=${BENCH_BACKLOG:-100000}
 BENCH_BODIES=${BENCH_BODIES:-100000}
@@ -342,6 +348,70 @@ workload_open() {
         "ack p99 $(ms "$(field "$out" p99)"); ack→typed lag p99 $(ms "$(field "$out" lag_p99)"), max $(ms "$(field "$out" lag_max)") (ledger), oldest waiting delivery at most $(ms "$(field "$out" oldest_wait_max)") old (sampled); $(int "$(field "$out" waiting_at_end)") still waiting when the load stopped (load $la)" \
         "—" "—" "ack p99 ≤ 5 ms, lag p99 ≤ 1 s"
 }
+# prune: BENCH_PRUNE_OLD processed deliveries (~4.8 KB bodies) received 40-49 days ago, then
+# the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s twice: once alone (baseline), once
+# with `terra-sink prune --older-than 30d` started 5 s in. Reports the prune's wall time and the
+# ack p99 of both loads.
+workload_prune() {
+    local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count base out la
+    local started ended prune_out
+    count=$((rate * secs))
+    log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, without and with prune"
+    db_fresh "$TS_DB"
+    start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
+    sql "$TS_DB" "SELECT terra.add_body_partition(d, d + interval '1 day')
+                  FROM generate_series(date_trunc('day', now() - interval '49 days'),
+                                       date_trunc('day', now() - interval '40 days'),
+                                       interval '1 day') AS d" >/dev/null
+    local chunk=$((old / 10)) i
+    for i in $(seq 0 9); do
+        sql "$TS_DB" "WITH d AS (
+                INSERT INTO terra.deliveries (dedupe_key, received_at, body_sha256, body_size,
+                                              shape, status, processed_at)
+                SELECT 'prune-bench:' || n,
+                       date_trunc('day', now() - interval '49 days') + make_interval(days => $i)
+                           + make_interval(secs => (n % 86000)),
+                       '\\x00', 4800, 'ok', 'done', now()
+                FROM generate_series($((i * chunk)), $(((i + 1) * chunk - 1))) AS n
+                RETURNING id, received_at
+            )
+            INSERT INTO terra.delivery_bodies (delivery_id, received_at, body)
+            SELECT id, received_at,
+                   convert_to(repeat(md5(id::text) || '{\"heart_rate\":' || (id % 200) || '},', 100), 'UTF8')
+            FROM d" >/dev/null
+    done
+    sql "$TS_DB" "VACUUM ANALYZE terra.deliveries" >/dev/null
+    log "prune: ledger holds $(sql "$TS_DB" "SELECT count(*) FROM terra.deliveries") rows, bodies $(sql "$TS_DB" "SELECT pg_size_pretty(sum(pg_total_relation_size(('terra.' || name)::regclass))) FROM terra.body_partitions")"
+    bodies typical "$count" --out "$BENCH_OUT/work/prune.tsv" >/dev/null
+    la=$(loadavg)
+    base=$(TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
+        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$rate" --concurrency 128)
+    log "prune: baseline $base"
+    (
+        sleep 5
+        started=$(date +%s.%N)
+        prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" "$BIN/terra-sink" prune --older-than 30d 2>&1)
+        ended=$(date +%s.%N)
+        echo "$(calc "$ended - $started" 2) $prune_out" >"$BENCH_OUT/work/prune.out"
+    ) &
+    local pruner=$!
+    out=$(TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
+        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$rate" --concurrency 128)
+    wait "$pruner"
+    log "prune: with prune $out"
+    log "prune: $(cat "$BENCH_OUT/work/prune.out")"
+    local took left
+    took=$(cut -d' ' -f1 "$BENCH_OUT/work/prune.out")
+    left=$(sql "$TS_DB" "SELECT count(*) FROM terra.delivery_bodies WHERE received_at < now() - interval '30 days'")
+    (($(field "$out" failed) == 0)) || note "prune: $(field "$out" failed) requests failed"
+    ((left == 0)) || note "prune: $left old bodies left"
+    stop_servers
+    db_drop "$TS_DB"
+    row "prune of $(int "$old") old deliveries during open loop $rate/s" \
+        "prune took $took s ($(cut -d' ' -f2- "$BENCH_OUT/work/prune.out")); ack p99 $(ms "$(field "$out" p99)"), max $(ms "$(field "$out" max)") with the prune vs $(ms "$(field "$base" p99)"), max $(ms "$(field "$base" max)") without (load $la)" \
+        "—" "—" "prune time flat in ledger size; ack p99 unchanged"
+}
+
 # "12.345ms" -> "12.3 ms"; "27442.2ms" -> "27.4 s"
 ms() { awk -v v="${1%ms}" 'BEGIN { if (v >= 1000) printf "%.1f s", v / 1000; else printf "%.1f ms", v }'; }
 
@@ -501,8 +571,8 @@ main() {
     log "machine: $header"
     for w in $BENCH_WORKLOADS; do
         case $w in
-        ack | e2e | open | large | drain) "workload_$w" ;;
-        *) die "unknown workload '$w' (ack e2e open large drain)" ;;
+        ack | e2e | open | large | drain | prune) "workload_$w" ;;
+        *) die "unknown workload '$w' (ack e2e open large drain prune)" ;;
         esac
     done
     {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::db::DbSettings;
-use crate::ledger::GroupCommitConfig;
+use crate::ledger::{GroupCommitConfig, RetentionConfig};
 use crate::worker::WorkerConfig;
 
 /// Settings of the webhook receiver (`terra-sink serve`).
@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub migrate_on_start: bool,
     /// How ledger deliveries are processed into typed rows.
     pub worker: WorkerConfig,
+    /// When raw bodies are removed.
+    pub retention: RetentionConfig,
 }
 
 impl Default for ServeConfig {
@@ -63,6 +65,7 @@ impl Default for ServeConfig {
             group_commit: GroupCommitConfig::default(),
             migrate_on_start: true,
             worker: WorkerConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

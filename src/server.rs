@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::config::ServeConfig;
 use crate::http::{self, AppState, IngestLimits};
-use crate::ledger::{GroupCommit, GroupCommitConfig, GroupCommitHooks};
+use crate::ledger::{self, GroupCommit, GroupCommitConfig, GroupCommitHooks, RetentionConfig};
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
 use crate::worker::{Processor, WorkerConfig};
@@ -30,6 +30,7 @@ pub struct Server {
     webhook_path: String,
     state: AppState,
     worker: WorkerConfig,
+    retention: RetentionConfig,
     connections: ConnectionLimits,
     /// Signalled by the ledger writer when it stored new deliveries.
     wake: Arc<tokio::sync::Notify>,
@@ -93,6 +94,7 @@ impl Server {
             webhook_path: config.webhook_path.clone(),
             state,
             worker: config.worker.clone(),
+            retention: config.retention.clone(),
             connections: ConnectionLimits {
                 header_read_timeout: config.header_read_timeout,
                 max_header_bytes: config.max_header_bytes,
@@ -138,6 +140,11 @@ impl Server {
             self.state.metrics.clone(),
         );
         let workers = processor.spawn(self.wake.clone(), stop_rx.clone());
+        let upkeep = tokio::spawn(ledger::maintain(
+            self.state.pool.clone(),
+            self.retention,
+            stop_rx.clone(),
+        ));
         let metrics_task = self.metrics.map(|(listener, router)| {
             tokio::spawn(serve_http(
                 listener,
@@ -163,6 +170,7 @@ impl Server {
         for task in workers {
             task.await.map_err(std::io::Error::other)?;
         }
+        upkeep.await.map_err(std::io::Error::other)?;
         tracing::info!("terra-sink stopped");
         Ok(())
     }

@@ -94,8 +94,10 @@ pub struct Detail {
     pub terra_reference: Option<String>,
     /// `x-terra-ordering-timestamp` in milliseconds.
     pub ordering_ts: Option<i64>,
-    /// The raw body.
-    pub body: Vec<u8>,
+    /// The raw body; `None` once retention removed it.
+    pub body: Option<Vec<u8>>,
+    /// Its size in bytes (kept when the body is removed).
+    pub body_size: i32,
     /// SHA-256 of the body.
     pub body_sha256: Vec<u8>,
     /// What a first look at the body found.
@@ -125,12 +127,15 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Option<Detail>, sqlx::Error> 
     sqlx::query_as!(
         Detail,
         r#"
-        SELECT id, dedupe_key, source, received_at, signed_at, event_type, user_id, trace_id,
-               terra_reference, ordering_ts, body, body_sha256, shape, shape_error, duplicates,
-               last_duplicate_at, status, attempts, next_attempt_at, last_error, processed_at,
-               parent_id
-        FROM terra.deliveries
-        WHERE id = $1
+        SELECT d.id, d.dedupe_key, d.source, d.received_at, d.signed_at, d.event_type,
+               d.user_id, d.trace_id, d.terra_reference, d.ordering_ts,
+               coalesce(b.body, k.body) AS body, d.body_size, d.body_sha256, d.shape, d.shape_error,
+               d.duplicates, d.last_duplicate_at, d.status, d.attempts, d.next_attempt_at,
+               d.last_error, d.processed_at, d.parent_id
+        FROM terra.deliveries d
+        LEFT JOIN terra.delivery_bodies b ON b.delivery_id = d.id AND b.received_at = d.received_at
+        LEFT JOIN terra.delivery_bodies_kept k ON k.delivery_id = d.id
+        WHERE d.id = $1
         "#,
         id
     )

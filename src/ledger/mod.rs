@@ -1,5 +1,6 @@
-//! The durable ledger `terra.deliveries`: every authenticated delivery exactly as received,
-//! committed before it is acknowledged, and the work queue the workers drain.
+//! The durable ledger `terra.deliveries` (raw bodies in `terra.delivery_bodies`): every
+//! authenticated delivery exactly as received, committed before it is acknowledged, and the
+//! work queue the workers drain.
 //!
 //! Every body enters through [`NewDelivery::new`] (webhooks, ping-mode downloads, backfills)
 //! and [`insert`]; webhooks go through the [`GroupCommit`] writer, which commits many
@@ -7,6 +8,7 @@
 
 mod inspect;
 mod queue;
+mod retention;
 mod sql;
 mod writer;
 
@@ -19,6 +21,8 @@ use crate::store::text::{self, PgText};
 pub use inspect::{get, list, lock_selected, status_counts, Detail, ListFilter, Summary};
 pub(crate) use queue::{backlog, claim, record_outcomes, Backlog, Claimed, Settled};
 pub use queue::{count_by_status, requeue, Selection};
+pub(crate) use retention::maintain;
+pub use retention::{prepare_partitions, prune, PruneReport, RetentionConfig};
 pub(crate) use sql::{children_of, count_duplicates, delete, insert, Stored};
 pub use writer::GroupCommitConfig;
 pub(crate) use writer::{GroupCommit, GroupCommitHooks, LedgerError};

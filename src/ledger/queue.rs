@@ -16,8 +16,8 @@ use super::{DeliveryStatus, Provenance};
 pub struct Claimed {
     /// Ledger row id.
     pub id: i64,
-    /// The raw body.
-    pub body: Vec<u8>,
+    /// The raw body; `None` when retention removed it before the delivery was requeued.
+    pub body: Option<Vec<u8>>,
     /// `x-terra-ordering-timestamp` of the delivery.
     pub ordering_ts: Option<i64>,
     /// Attempts before this one.
@@ -66,9 +66,11 @@ pub async fn claim(
                    sum(body_size) OVER (ORDER BY next_attempt_at, id) - body_size AS before
             FROM locked
         )
-        SELECT d.id, d.body, d.ordering_ts, d.attempts, d.received_at, d.terra_reference,
-               d.trace_id
+        SELECT d.id, coalesce(b.body, k.body) AS body, d.ordering_ts, d.attempts,
+               d.received_at, d.terra_reference, d.trace_id
         FROM sized JOIN terra.deliveries d ON d.id = sized.id
+        LEFT JOIN terra.delivery_bodies b ON b.delivery_id = d.id AND b.received_at = d.received_at
+        LEFT JOIN terra.delivery_bodies_kept k ON k.delivery_id = d.id
         WHERE sized.before = 0 OR sized.before + d.body_size <= $2
         ORDER BY sized.next_attempt_at, sized.id
         "#,

@@ -109,24 +109,34 @@ async fn insert_unique(
     let shapes: Vec<&str> = unique.iter().map(|&(i, _)| rows[i].shape).collect();
     let parents: Vec<Option<i64>> = unique.iter().map(|&(i, _)| rows[i].parent_id).collect();
     let copies: Vec<i32> = unique.iter().map(|&(_, n)| n - 1).collect();
+    // The metadata row and its body in one statement: both or neither.
     let created = sqlx::query!(
         r#"
-        INSERT INTO terra.deliveries
-            (dedupe_key, source, signed_at, event_type, user_id, trace_id, terra_reference,
-             ordering_ts, body, body_sha256, body_size, shape, shape_error, parent_id,
-             duplicates, last_duplicate_at)
-        SELECT u.dedupe_key, u.source, u.signed_at, u.event_type, u.user_id, u.trace_id,
-               u.terra_reference, u.ordering_ts, u.body, u.body_sha256, u.body_size, u.shape,
-               u.shape_error, u.parent_id, u.copies,
-               CASE WHEN u.copies > 0 THEN now() END
-        FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                    $6::text[], $7::text[], $8::int8[], $9::bytea[], $10::bytea[], $11::int4[],
-                    $12::text[], $13::text[], $14::int8[], $15::int4[])
-            AS u(dedupe_key, source, signed_at, event_type, user_id, trace_id, terra_reference,
-                 ordering_ts, body, body_sha256, body_size, shape, shape_error, parent_id,
-                 copies)
-        ON CONFLICT (dedupe_key) DO NOTHING
-        RETURNING id, dedupe_key
+        WITH u AS (
+            SELECT *
+            FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                        $6::text[], $7::text[], $8::int8[], $9::bytea[], $10::bytea[],
+                        $11::int4[], $12::text[], $13::text[], $14::int8[], $15::int4[])
+                AS u(dedupe_key, source, signed_at, event_type, user_id, trace_id,
+                     terra_reference, ordering_ts, body, body_sha256, body_size, shape,
+                     shape_error, parent_id, copies)
+        ), created AS (
+            INSERT INTO terra.deliveries
+                (dedupe_key, source, signed_at, event_type, user_id, trace_id, terra_reference,
+                 ordering_ts, body_sha256, body_size, shape, shape_error, parent_id,
+                 duplicates, last_duplicate_at)
+            SELECT u.dedupe_key, u.source, u.signed_at, u.event_type, u.user_id, u.trace_id,
+                   u.terra_reference, u.ordering_ts, u.body_sha256, u.body_size, u.shape,
+                   u.shape_error, u.parent_id, u.copies,
+                   CASE WHEN u.copies > 0 THEN now() END
+            FROM u
+            ON CONFLICT (dedupe_key) DO NOTHING
+            RETURNING id, dedupe_key, received_at
+        ), bodies AS (
+            INSERT INTO terra.delivery_bodies (delivery_id, received_at, body)
+            SELECT c.id, c.received_at, u.body FROM created c JOIN u USING (dedupe_key)
+        )
+        SELECT id AS "id!", dedupe_key AS "dedupe_key!" FROM created
         "#,
         &keys as &[&str],
         &sources as &[&str],

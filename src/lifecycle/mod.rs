@@ -5,8 +5,11 @@
 //! batch's transaction and after it locked every user the batch names ([`users::lock`]); a
 //! user's status follows the newest event by ordering timestamp, whatever the arrival order.
 
+mod forget;
 pub mod requests;
 pub mod users;
+
+pub use forget::{forget, ForgetRequest, Forgotten};
 
 use sqlx::PgConnection;
 
@@ -52,6 +55,22 @@ pub fn users_named(event: &Event) -> Vec<&TerraUser> {
             .collect(),
         other => other.user().into_iter().collect(),
     }
+}
+
+/// True when a user the event names was erased by `forget` and the event may not bring it
+/// back (only a newer `auth` does): such an event is acknowledged and not stored.
+pub async fn is_erased(
+    conn: &mut PgConnection,
+    origin: &Provenance,
+    event: &Event,
+) -> Result<bool, sqlx::Error> {
+    let is_auth = matches!(event, Event::Auth(_));
+    for user in users_named(event) {
+        if users::stays_forgotten(conn, &user.user_id, origin.ordering_ts, is_auth).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Applies one lifecycle event (other events are left alone).

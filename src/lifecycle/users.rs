@@ -279,6 +279,8 @@ pub async fn update(conn: &mut PgConnection, u: &Update<'_>) -> Result<bool, sql
             status_event_id = CASE WHEN t.newer THEN $9 ELSE u.status_event_id END,
             data_deleted_at = CASE WHEN t.newer AND $6 = 'connected' THEN NULL
                                    ELSE u.data_deleted_at END,
+            forgotten_at = CASE WHEN t.newer AND $6 = 'connected' THEN NULL
+                                ELSE u.forgotten_at END,
             event_id = $9,
             updated_at = now()
         FROM t WHERE u.user_id = t.user_id
@@ -297,6 +299,29 @@ pub async fn update(conn: &mut PgConnection, u: &Update<'_>) -> Result<bool, sql
     .fetch_optional(conn)
     .await?;
     Ok(applied.unwrap_or(false))
+}
+
+/// Whether `forget` erased the user and an event with `ordering_ts` must leave it so: every
+/// event but an `auth` newer than the erasure (`terra.is_newer`).
+pub async fn stays_forgotten(
+    conn: &mut PgConnection,
+    user_id: &str,
+    ordering_ts: Option<i64>,
+    is_auth: bool,
+) -> Result<bool, sqlx::Error> {
+    let user_id = PgText::new(user_id);
+    let stays = sqlx::query_scalar!(
+        r#"
+        SELECT NOT ($3 AND terra.is_newer($2, status_ordering_ts)) AS "stays!"
+        FROM terra.users WHERE user_id = $1 AND forgotten_at IS NOT NULL
+        "#,
+        user_id.as_str(),
+        ordering_ts,
+        is_auth
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(stays.unwrap_or(false))
 }
 
 /// The stored scopes of a user (empty when unknown).

@@ -103,9 +103,14 @@ pub async fn write(
     children: &HashMap<i64, NewDelivery>,
     policy: RevokedDataPolicy,
 ) -> Result<(Applied, Vec<Written>), WriteError> {
-    for item in items {
+    let mut discarded = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
         if let Work::Lifecycle(event) = &item.work {
-            lifecycle::apply(conn, &item.origin, event, policy).await?;
+            if lifecycle::is_erased(conn, &item.origin, event).await? {
+                discarded.insert(i);
+            } else {
+                lifecycle::apply(conn, &item.origin, event, policy).await?;
+            }
         }
     }
     let raw: Vec<&str> = data_users(items).map(|u| u.as_str()).collect();
@@ -113,9 +118,7 @@ pub async fn write(
     if current.values().any(|c| !locked.ids.contains(&c.user_id)) {
         return Err(WriteError::UsersMoved);
     }
-    let discarded: HashSet<usize> = (0..items.len())
-        .filter(|&i| is_discarded(&items[i], &current))
-        .collect();
+    discarded.extend((0..items.len()).filter(|&i| is_discarded(&items[i], &current)));
     let rekeyed: HashMap<PgText, PgText> = current
         .iter()
         .filter(|(from, to)| **from != to.user_id)

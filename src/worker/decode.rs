@@ -106,14 +106,19 @@ impl Item {
     }
 }
 
+/// Why a delivery whose body retention removed cannot be processed again.
+const BODY_REMOVED: &str =
+    "raw body removed by retention (terra-sink prune): nothing left to process";
+
 /// Decodes one claimed delivery into its work.
 pub fn decode(claimed: Claimed) -> Item {
     let origin = claimed.provenance();
-    let (news, work) = match Event::from_slice(&claimed.body) {
-        Err(err) => (None, Work::Invalid(format!("undecodable: {err}"))),
-        Ok(event) => {
+    let (news, work) = match claimed.body.as_deref().map(|b| (b, Event::from_slice(b))) {
+        None => (None, Work::Invalid(BODY_REMOVED.to_owned())),
+        Some((_, Err(err))) => (None, Work::Invalid(format!("undecodable: {err}"))),
+        Some((body, Ok(event))) => {
             let news = lifecycle::large_request_news(&event, &origin);
-            (news, classify(event, &claimed.body, &origin))
+            (news, classify(event, body, &origin))
         }
     };
     Item {

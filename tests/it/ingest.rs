@@ -32,9 +32,9 @@ async fn valid_delivery_is_stored_once_with_its_headers(pool: PgPool) {
     assert_eq!(answer["status"], "stored");
 
     let row = sqlx::query!(
-        r#"SELECT id, body, event_type, user_id, trace_id, terra_reference, ordering_ts, shape,
+        r#"SELECT id, b.body, event_type, user_id, trace_id, terra_reference, ordering_ts, shape,
                   signed_at, duplicates, status, dedupe_key, body_size
-           FROM terra.deliveries"#
+           FROM terra.deliveries JOIN terra.delivery_bodies b ON b.delivery_id = id"#
     )
     .fetch_one(&pool)
     .await
@@ -208,7 +208,8 @@ async fn signed_bodies_that_are_not_valid_events_are_stored_and_acknowledged(poo
         let res = app.deliver(body, &[]).await;
         assert_eq!(res.status(), 200, "{shape}");
         let stored = sqlx::query!(
-            "SELECT body, shape, shape_error FROM terra.deliveries WHERE body_sha256 = sha256($1)",
+            "SELECT b.body, shape, shape_error FROM terra.deliveries
+             JOIN terra.delivery_bodies b ON b.delivery_id = id WHERE body_sha256 = sha256($1)",
             body
         )
         .fetch_one(&pool)

@@ -585,7 +585,7 @@ async fn ping_mode_downloads_and_processes_the_payload(pool: PgPool) {
         .unwrap();
     assert_eq!(rows[1].2, Some(ping_id));
     let body: Vec<u8> =
-        sqlx::query_scalar("SELECT body FROM terra.deliveries WHERE source = 's3_download'")
+        sqlx::query_scalar("SELECT b.body FROM terra.deliveries JOIN terra.delivery_bodies b ON b.delivery_id = id WHERE source = 's3_download'")
             .fetch_one(&pool)
             .await
             .unwrap();

@@ -22,8 +22,14 @@ async fn ledger_row(pool: &PgPool, body: &[u8], ordering_ts: Option<i64>) -> i64
     static N: AtomicU64 = AtomicU64::new(0);
     let key = format!("trace:store-test-{}", N.fetch_add(1, Ordering::Relaxed));
     sqlx::query_scalar(
-        "INSERT INTO terra.deliveries (dedupe_key, ordering_ts, body, body_sha256, body_size, shape)
-         VALUES ($1, $2, $3, $4, $5, 'ok') RETURNING id",
+        "WITH d AS (
+             INSERT INTO terra.deliveries (dedupe_key, ordering_ts, body_sha256, body_size, shape)
+             VALUES ($1, $2, $4, $5, 'ok') RETURNING id, received_at
+         ), b AS (
+             INSERT INTO terra.delivery_bodies (delivery_id, received_at, body)
+             SELECT id, received_at, $3 FROM d
+         )
+         SELECT id FROM d",
     )
     .bind(key)
     .bind(ordering_ts)
@@ -145,11 +151,12 @@ async fn official_examples_land_in_their_tables(pool: PgPool) {
     assert_eq!(a.avg_watts, None);
     assert_eq!(a.avg_speed_meters_per_second, None);
     assert_eq!(a.ordering_ts, Some(1_000));
-    let event_body: Vec<u8> = sqlx::query_scalar("SELECT body FROM terra.deliveries WHERE id = $1")
-        .bind(a.event_id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let event_body: Vec<u8> =
+        sqlx::query_scalar("SELECT body FROM terra.delivery_bodies WHERE delivery_id = $1")
+            .bind(a.event_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(event_body, example("activity").into_bytes());
     // `data` is the record itself, equal to the JSON Terra sent.
     let sent: Value = serde_json::from_slice(&example("activity").into_bytes()).unwrap();
@@ -688,7 +695,7 @@ async fn data_is_the_record_as_sent_with_nul_made_storable(pool: PgPool) {
         json!({"metadata":{"summary_id":"n2","name":"tab\there"}})
     );
     // The ledger keeps the original bytes.
-    let raw: Vec<u8> = sqlx::query_scalar("SELECT body FROM terra.deliveries")
+    let raw: Vec<u8> = sqlx::query_scalar("SELECT body FROM terra.delivery_bodies")
         .fetch_one(&pool)
         .await
         .unwrap();

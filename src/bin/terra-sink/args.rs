@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
 use terra_sink::{
-    DataType, DbSettings, GroupCommitConfig, LogFormat, PingConfig, RevokedDataPolicy, ServeConfig,
-    WorkerConfig,
+    DataType, DbSettings, GroupCommitConfig, LogFormat, PingConfig, RetentionConfig,
+    RevokedDataPolicy, ServeConfig, WorkerConfig,
 };
 
 /// terra-sink: receives Terra webhooks, keeps every verified delivery in PostgreSQL and decodes it
@@ -43,6 +43,40 @@ pub enum Command {
     Send(SendArgs),
     /// List, show and resend ledger deliveries without writing SQL.
     Deliveries(DeliveriesArgs),
+    /// Remove the raw bodies of processed deliveries older than the retention period.
+    Prune(PruneArgs),
+    /// Erase people: every row of their users in every table, keeping only a tombstone.
+    Forget(ForgetArgs),
+}
+
+/// Settings of `forget`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).multiple(true)
+    .args(["user_ids", "reference_ids"])))]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// A Terra user id to erase (repeatable); ids linked to it by user_reauth go too.
+    #[arg(long = "user-id")]
+    pub user_ids: Vec<String>,
+
+    /// The app's own id (reference_id) to erase, with every Terra user connected under it
+    /// (repeatable).
+    #[arg(long = "reference-id")]
+    pub reference_ids: Vec<String>,
+}
+
+/// Settings of `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Remove bodies of processed deliveries received longer ago than this (e.g. `30d`,
+    /// `12h`). Whole UTC days go at once, so a body can outlive it by up to a day.
+    #[arg(long = "older-than", env = "TERRA_SINK_RETAIN_BODIES", value_parser = parse_age)]
+    pub older_than: Duration,
 }
 
 /// Settings of `reprocess`. Filters combine with AND; repeat a flag to give several values.
@@ -333,6 +367,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TERRA_SINK_MIGRATE_ON_START",
           default_value_t = ServeConfig::default().migrate_on_start, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,
+
+    /// Remove raw bodies of processed deliveries older than this (e.g. `30d`), checked hourly;
+    /// unset keeps them forever.
+    #[arg(long, env = "TERRA_SINK_RETAIN_BODIES", value_parser = parse_age)]
+    pub retain_bodies: Option<Duration>,
 }
 
 /// Settings of `healthcheck`.
@@ -644,6 +683,15 @@ fn parse_secret_list(value: &str) -> Result<SecretList, String> {
     Ok(SecretList(secrets))
 }
 
+/// A positive duration such as `30d`, `36h` or `1w`.
+fn parse_age(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".to_owned()),
+        Ok(d) => Ok(d),
+        Err(err) => Err(format!("{err} (expected e.g. 30d, 36h or 1w)")),
+    }
+}
+
 fn parse_http_url(value: &str) -> Result<String, String> {
     let value = value.trim().trim_end_matches('/');
     if !(value.starts_with("http://") || value.starts_with("https://")) {
@@ -811,6 +859,10 @@ impl ServeArgs {
             },
             migrate_on_start: self.migrate_on_start,
             worker: self.worker.config(),
+            retention: RetentionConfig {
+                retain_bodies: self.retain_bodies,
+                ..RetentionConfig::default()
+            },
         })
     }
 }

@@ -32,6 +32,9 @@ pub enum DeliveriesError {
     /// The receiver did not accept it.
     #[error("{0}")]
     Rejected(String),
+    /// Retention removed the body.
+    #[error("the raw body of delivery {0} was removed by retention (terra-sink prune)")]
+    BodyRemoved(i64),
     /// Standard output failed (e.g. a closed pipe).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -68,7 +71,11 @@ async fn show(pool: &PgPool, args: &DeliveriesShowArgs) -> Result<(), Deliveries
     let detail = fetch(pool, args.id).await?;
     let mut out = std::io::stdout().lock();
     if args.body_only {
-        out.write_all(&detail.body)?;
+        let body = detail
+            .body
+            .as_deref()
+            .ok_or(DeliveriesError::BodyRemoved(detail.id))?;
+        out.write_all(body)?;
     } else {
         out.write_all(format_detail(&detail).as_bytes())?;
     }
@@ -77,6 +84,10 @@ async fn show(pool: &PgPool, args: &DeliveriesShowArgs) -> Result<(), Deliveries
 
 async fn resend(pool: &PgPool, args: &DeliveriesResendArgs) -> Result<(), DeliveriesError> {
     let detail = fetch(pool, args.id).await?;
+    let body = detail
+        .body
+        .as_deref()
+        .ok_or(DeliveriesError::BodyRemoved(detail.id))?;
     let secret = args
         .secret
         .as_ref()
@@ -86,7 +97,7 @@ async fn resend(pool: &PgPool, args: &DeliveriesResendArgs) -> Result<(), Delive
     let reply = send::send(&Outgoing {
         url: &args.url,
         secret,
-        body: &detail.body,
+        body,
         trace_id: detail.trace_id.as_deref(),
         ordering_timestamp: detail.ordering_ts,
         terra_reference: detail.terra_reference.as_deref(),
@@ -218,9 +229,14 @@ fn format_detail(d: &Detail) -> String {
         (
             "body",
             format!(
-                "{} bytes, sha256 {}",
-                d.body.len(),
-                hex::encode(&d.body_sha256)
+                "{} bytes, sha256 {}{}",
+                d.body_size,
+                hex::encode(&d.body_sha256),
+                if d.body.is_none() {
+                    " (removed by retention)"
+                } else {
+                    ""
+                }
             ),
         ),
     ];
@@ -229,14 +245,17 @@ fn format_detail(d: &Detail) -> String {
         out.push_str(&format!("{name:<18} {value}\n"));
     }
     out.push('\n');
-    match std::str::from_utf8(&d.body) {
-        Ok(text) => {
+    match d.body.as_deref().map(std::str::from_utf8) {
+        None => {}
+        Some(Ok(text)) => {
             out.push_str(text);
             if !text.ends_with('\n') {
                 out.push('\n');
             }
         }
-        Err(_) => out.push_str("(the body is not UTF-8 text; --body-only prints its bytes)\n"),
+        Some(Err(_)) => {
+            out.push_str("(the body is not UTF-8 text; --body-only prints its bytes)\n")
+        }
     }
     out
 }

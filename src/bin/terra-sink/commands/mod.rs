@@ -2,7 +2,9 @@
 
 mod backfill;
 mod deliveries;
+mod forget;
 mod healthcheck;
+mod prune;
 mod reprocess;
 mod send;
 mod serve;
@@ -24,6 +26,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Healthcheck(args) => healthcheck::run(&args).await,
         Command::Backfill(args) => backfill::run(*args).await,
         Command::Send(args) => send::run(args).await,
+        Command::Prune(args) => prune::run(args).await,
+        Command::Forget(args) => forget::run(args).await,
         Command::Deliveries(args) => {
             let pool = open_database(&args.database).await?;
             deliveries::run(&pool, args.command).await
