@@ -1,6 +1,8 @@
-//! PostgreSQL: the connection pool and migrations (and the backfill's bookkeeping table).
+//! PostgreSQL: the connection pool and migrations, the backfill's bookkeeping tables and
+//! reconcile's changes to `terra.users`.
 
 pub mod backfill;
+pub mod reconcile;
 pub mod connect;
 pub mod schema;
 

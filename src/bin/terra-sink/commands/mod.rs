@@ -3,6 +3,7 @@
 mod backfill;
 mod deliveries;
 mod healthcheck;
+mod reconcile;
 mod reprocess;
 mod send;
 mod serve;
@@ -23,6 +24,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Reprocess(args) => reprocess::run(args).await,
         Command::Healthcheck(args) => healthcheck::run(&args).await,
         Command::Backfill(args) => backfill::run(*args).await,
+        Command::Reconcile(args) => reconcile::run(*args).await,
         Command::Send(args) => send::run(args).await,
         Command::Deliveries(args) => {
             let pool = open_database(&args.database).await?;
