@@ -17,8 +17,8 @@ mod plan;
 mod progress;
 mod signal;
 
-pub use client::{ApiError, ClientConfig, RetryPolicy, DEFAULT_BASE_URL};
 pub(crate) use client::{About, FetchError, Pacer, TerraClient};
+pub use client::{ApiError, ClientConfig, RetryPolicy, DEFAULT_BASE_URL};
 pub use plan::{resolve_range, DataType, Window};
 pub use progress::Progress;
 pub(crate) use progress::Stage;

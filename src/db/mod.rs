@@ -2,8 +2,8 @@
 //! reconcile's changes to `terra.users`.
 
 pub mod backfill;
-pub mod reconcile;
 pub mod connect;
+pub mod reconcile;
 pub mod schema;
 
 use std::time::Duration;

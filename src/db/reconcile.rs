@@ -96,7 +96,15 @@ pub async fn mark_missing(
     reason: &str,
     ordering_ts: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    set_status(pool, ids, "connected", "missing_at_terra", Some(reason), ordering_ts).await
+    set_status(
+        pool,
+        ids,
+        "connected",
+        "missing_at_terra",
+        Some(reason),
+        ordering_ts,
+    )
+    .await
 }
 
 /// Brings the users of `ids` that reconcile marked `missing_at_terra`, and that Terra lists
@@ -106,7 +114,15 @@ pub async fn restore(
     ids: &[&str],
     ordering_ts: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    set_status(pool, ids, "missing_at_terra", "connected", None, ordering_ts).await
+    set_status(
+        pool,
+        ids,
+        "missing_at_terra",
+        "connected",
+        None,
+        ordering_ts,
+    )
+    .await
 }
 
 /// Moves the users of `ids` whose status is `from` to `to`, under the ordering rule.

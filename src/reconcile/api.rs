@@ -38,9 +38,13 @@ pub async fn list_users<P: Pacer>(
         let number = page.to_string();
         let query = [("page", number.as_str()), ("per_page", per_page.as_str())];
         let (answer, at) = client
-            .get("subscriptions", &query, About::default(), pacer, |body, at| {
-                Ok((parse_page(body)?, at))
-            })
+            .get(
+                "subscriptions",
+                &query,
+                About::default(),
+                pacer,
+                |body, at| Ok((parse_page(body)?, at)),
+            )
             .await?;
         listing.pages += 1;
         listing.answered_at_ms = listing.answered_at_ms.or(at);
@@ -50,7 +54,11 @@ pub async fn list_users<P: Pacer>(
         }
         stage.advance(&format!("{} users", listing.users.len()));
         if !stage.visible() {
-            tracing::info!(page, users = listing.users.len(), "listed a page of Terra's users");
+            tracing::info!(
+                page,
+                users = listing.users.len(),
+                "listed a page of Terra's users"
+            );
         }
         match answer.next {
             Some(next) if next > page && listing.pages < MAX_PAGES => page = next,

@@ -124,7 +124,11 @@ impl std::fmt::Display for Summary {
         list(f, "marked", &self.marked)?;
         list(f, "created", &self.created)?;
         if !self.still_at_terra.is_empty() {
-            write!(f, "\n  not listed, but GET /userInfo still knows them (unchanged): {}", self.still_at_terra.len())?;
+            write!(
+                f,
+                "\n  not listed, but GET /userInfo still knows them (unchanged): {}",
+                self.still_at_terra.len()
+            )?;
         }
         if !self.gaps.is_empty() || self.backfill.is_some() {
             write!(f, "\n  gaps: {} users {would}backfilled", self.gaps.len())?;
@@ -139,7 +143,10 @@ impl std::fmt::Display for Summary {
             write!(f, "\n  {verb}")?;
         }
         if self.interrupted {
-            write!(f, "\n  stopped early: run the same command again to continue")?;
+            write!(
+                f,
+                "\n  stopped early: run the same command again to continue"
+            )?;
         }
         Ok(())
     }
@@ -265,6 +272,7 @@ async fn confirm_missing(
     let candidates = std::mem::take(&mut plan.missing);
     let stage = Stage::new(config.progress, candidates.len() as u64, "users confirmed");
     for user_id in candidates {
+        stage.advance(&user_id);
         match api::user_info(client, &user_id, pacer).await {
             Ok(Presence::Gone) => plan.missing.push(user_id),
             Ok(Presence::Present) => {
@@ -277,13 +285,17 @@ async fn confirm_missing(
             }
             Err(FetchError::Api(error)) => {
                 summary.unchanged += 1;
-                tracing::warn!(user_id, "cannot confirm that Terra no longer has this user: {error}");
+                tracing::warn!(
+                    user_id,
+                    "cannot confirm that Terra no longer has this user: {error}"
+                );
                 if summary.failures.len() < MAX_REPORTED {
-                    summary.failures.push(format!("{user_id}: GET /userInfo: {error}"));
+                    summary
+                        .failures
+                        .push(format!("{user_id}: GET /userInfo: {error}"));
                 }
             }
         }
-        stage.advance(&user_id);
     }
     stage.finish();
     Ok(true)
@@ -319,10 +331,11 @@ async fn apply(
     summary.created = sql::create(pool, &new_users, answered_at_ms).await?;
     let at = DateTime::<Utc>::from_timestamp_millis(answered_at_ms)
         .map_or_else(|| answered_at_ms.to_string(), |t| t.to_rfc3339());
-    let reason = format!(
-        "not listed by Terra's GET /subscriptions at {at}, and GET /userInfo answered 404"
-    );
-    let ids = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>();
+    let reason =
+        format!("not listed by Terra's GET /subscriptions at {at}, and GET /userInfo answered 404");
+    fn ids(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
     summary.marked = sql::mark_missing(pool, &ids(&plan.missing), &reason, answered_at_ms).await?;
     summary.restored = sql::restore(pool, &ids(&plan.restore), answered_at_ms).await?;
     let applied = summary.created.len() + summary.marked.len() + summary.restored.len();
@@ -381,7 +394,10 @@ async fn backfill_gaps(
             summary.backfill = Some(done);
             Ok(())
         }
-        Err(BackfillError::Fatal { error, summary: done }) => {
+        Err(BackfillError::Fatal {
+            error,
+            summary: done,
+        }) => {
             summary.backfill = Some(*done);
             Err(api_error(error, summary))
         }
@@ -407,7 +423,10 @@ mod tests {
         };
         let text = s.to_string();
         assert!(text.contains("Terra lists 2 users (1 pages)"), "{text}");
-        assert!(text.contains("1 would be marked missing_at_terra"), "{text}");
+        assert!(
+            text.contains("1 would be marked missing_at_terra"),
+            "{text}"
+        );
         assert!(text.contains("marked: u-gone"), "{text}");
         assert!(text.contains("dry run: nothing was changed"), "{text}");
     }

@@ -20,6 +20,7 @@ mod model_examples;
 mod model_fuzz;
 mod operations;
 mod pipeline;
+mod reconcile;
 mod scripts;
 mod send;
 mod store;

@@ -553,7 +553,11 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         "h" => 3_600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("{value:?}: the unit must be s, m, h, d or w (e.g. 2d)")),
+        _ => {
+            return Err(format!(
+                "{value:?}: the unit must be s, m, h, d or w (e.g. 2d)"
+            ))
+        }
     };
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }

@@ -64,7 +64,10 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     }
     let mut failed = Vec::new();
     if !summary.failures.is_empty() {
-        failed.push(format!("{} users could not be checked", summary.failures.len()));
+        failed.push(format!(
+            "{} users could not be checked",
+            summary.failures.len()
+        ));
     }
     match summary.backfill.as_ref().map_or(0, |b| b.windows_failed) {
         0 => {}
