@@ -2,7 +2,8 @@
 //!
 //! Data flow: `http` (HTTP in) → `signature` → [`ledger`] (the durable ledger, group-committed)
 //! → `worker` (batches, decoded with [`model`]) → `store` and `lifecycle` (typed tables,
-//! users). [`backfill`] pulls history from Terra's REST API into the same ledger. The
+//! users). [`backfill`] pulls history from Terra's REST API into the same ledger; [`reconcile`]
+//! brings `terra.users` in line with the users that API lists. The
 //! `terra-sink` binary (`src/bin/terra-sink/`) owns the command line.
 //!
 //! Modules are private; what the binary, the tests, the benches and the examples use is
@@ -18,6 +19,7 @@ mod metrics;
 pub mod model;
 mod peek;
 mod ping;
+pub mod reconcile;
 pub mod send;
 mod server;
 mod signature;

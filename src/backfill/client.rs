@@ -1,5 +1,7 @@
-//! A client for Terra's REST data endpoints (`GET /activity`, `/body`, `/daily`, …): one request
-//! per window, with retries on 429 and transient failures, and both of Terra's error shapes.
+//! A client for Terra's REST API: the data endpoints (`GET /activity`, `/body`, `/daily`, …, one
+//! request per window) and any other `GET` ([`TerraClient::get`], e.g. the user listing of
+//! `terra-sink reconcile`), with retries on 429 and transient failures, and both of Terra's
+//! error shapes.
 
 use std::time::Duration;
 
@@ -147,9 +149,9 @@ pub enum FetchError<E> {
 }
 
 /// The outcome of one attempt.
-enum Attempt {
+enum Attempt<T> {
     /// An answer (or a failure retrying cannot fix).
-    Done(Result<Answer, ApiError>),
+    Done(Result<T, ApiError>),
     /// A failure worth another attempt, after `retry_after` when the server said so.
     Retry {
         why: String,
@@ -157,10 +159,21 @@ enum Attempt {
     },
 }
 
-impl Attempt {
+impl<T> Attempt<T> {
     fn retry(why: String, retry_after: Option<Duration>) -> Self {
         Self::Retry { why, retry_after }
     }
+}
+
+/// What a request is about, for the log line of a retry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct About<'a> {
+    /// The user asked about, if one.
+    pub user_id: Option<&'a str>,
+    /// The data type asked for, if one.
+    pub data_type: Option<DataType>,
+    /// The days asked for, if any.
+    pub window: Option<Window>,
 }
 
 /// The Terra REST client.
@@ -211,7 +224,6 @@ impl TerraClient {
         with_samples: bool,
         pacer: &mut P,
     ) -> Result<Answer, FetchError<P::Error>> {
-        let url = format!("{}/{}", self.base_url, data_type.as_str());
         let (start, end) = (window.start.to_string(), window.end.to_string());
         let query = [
             ("user_id", user_id),
@@ -220,30 +232,56 @@ impl TerraClient {
             ("to_webhook", "false"),
             ("with_samples", if with_samples { "true" } else { "false" }),
         ];
+        let about = About {
+            user_id: Some(user_id),
+            data_type: Some(data_type),
+            window: Some(window),
+        };
+        self.get(data_type.as_str(), &query, about, pacer, |body, at| {
+            parse_answer(data_type, user_id, body, at)
+        })
+        .await
+    }
+
+    /// `GET <base>/<path>?<query>`, its 2xx body turned into a `T` by `parse` (given the body
+    /// and Terra's clock when it answered, in Unix milliseconds), with the retries, pacing and
+    /// error shapes of [`TerraClient::fetch`].
+    pub async fn get<P, T, F>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        about: About<'_>,
+        pacer: &mut P,
+        parse: F,
+    ) -> Result<T, FetchError<P::Error>>
+    where
+        P: Pacer,
+        F: Fn(&[u8], Option<i64>) -> Result<T, ApiError>,
+    {
+        let url = format!("{}/{}", self.base_url, path.trim_start_matches('/'));
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             pacer.before_attempt().await.map_err(FetchError::Paced)?;
-            let outcome = self.attempt(data_type, user_id, &url, &query).await;
+            let outcome = self.attempt(&url, query, &parse).await;
             pacer.after_attempt().await.map_err(FetchError::Paced)?;
             let (why, retry_after) = match outcome {
                 Attempt::Done(result) => return result.map_err(FetchError::Api),
                 Attempt::Retry { why, retry_after } => (why, retry_after),
             };
-            self.pause(attempt, retry_after, &why, data_type, user_id, window)
+            self.pause(attempt, retry_after, &why, path, about)
                 .await
                 .map_err(FetchError::Api)?;
         }
     }
 
     /// One request and its whole answer.
-    async fn attempt(
+    async fn attempt<T>(
         &self,
-        data_type: DataType,
-        user_id: &str,
         url: &str,
         query: &[(&str, &str)],
-    ) -> Attempt {
+        parse: impl Fn(&[u8], Option<i64>) -> Result<T, ApiError>,
+    ) -> Attempt<T> {
         let response = match self.http.get(url).query(query).send().await {
             Ok(response) => response,
             Err(e) => return Attempt::retry(format!("request failed: {}", describe(e)), None),
@@ -262,7 +300,7 @@ impl TerraClient {
             let answered_at_ms = header_str(&headers, DATE.as_str())
                 .and_then(parse_http_date)
                 .map(|t| t.timestamp_millis());
-            return Attempt::Done(parse_answer(data_type, user_id, &body, answered_at_ms));
+            return Attempt::Done(parse(&body, answered_at_ms));
         }
         let message = error_message(content_type, &body);
         let status_code = status.as_u16();
@@ -294,9 +332,8 @@ impl TerraClient {
         attempt: u32,
         retry_after: Option<Duration>,
         why: &str,
-        data_type: DataType,
-        user_id: &str,
-        window: Window,
+        path: &str,
+        about: About<'_>,
     ) -> Result<(), ApiError> {
         if attempt > self.retry.max_retries {
             return Err(ApiError::Exhausted {
@@ -308,9 +345,10 @@ impl TerraClient {
             .map(|d| d.min(self.retry.max_backoff))
             .unwrap_or_else(|| self.retry.backoff(attempt));
         tracing::warn!(
-            user_id,
-            data_type = data_type.as_str(),
-            window = %window,
+            endpoint = path,
+            user_id = about.user_id,
+            data_type = about.data_type.map(DataType::as_str),
+            window = about.window.map(tracing::field::display),
             attempt,
             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "{why}; retrying"

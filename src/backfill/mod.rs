@@ -14,27 +14,30 @@
 
 mod client;
 mod plan;
+mod progress;
 mod signal;
 
+pub(crate) use client::{About, FetchError, Pacer, TerraClient};
 pub use client::{ApiError, ClientConfig, RetryPolicy, DEFAULT_BASE_URL};
 pub use plan::{resolve_range, DataType, Window};
+pub use progress::Progress;
+pub(crate) use progress::Stage;
 pub use signal::{stop_on_signals, Signalled};
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::PgPool;
 use tokio::sync::{watch, Semaphore};
 
 use crate::db::backfill::{self as sql, WindowRecord, WindowStatus};
 use crate::ledger::{self, Arrival, NewDelivery, Stored};
-use client::{Answer, FetchError, Fetched, Pacer, TerraClient};
+use client::{Answer, Fetched};
 use plan::DayBudget;
+use progress::{Bars, UserBar};
 
 /// Which users to backfill.
 #[derive(Debug, Clone)]
@@ -43,15 +46,9 @@ pub enum Users {
     Listed(Vec<String>),
     /// Every active user in `terra.users`.
     AllActive,
-}
-
-/// Whether to draw progress bars.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// Bars when stderr is a terminal, log lines otherwise.
-    Auto,
-    /// Log lines only.
-    Never,
+    /// These Terra user ids, each over its own days instead of the config's `range` (the gaps
+    /// `terra-sink reconcile --backfill-gap` found).
+    Ranges(Vec<(String, Window)>),
 }
 
 /// Everything a backfill run needs.
@@ -214,13 +211,16 @@ pub async fn run(
         summary: Box::default(),
     })?;
     sql::check_schema(pool).await?;
-    let users = user_ids(pool, &config.users).await?;
-    let windows = plan::windows(config.range, config.window_days);
+    let users: Vec<(String, Vec<Window>)> = user_ranges(pool, config)
+        .await?
+        .into_iter()
+        .map(|(user, range)| (user, plan::windows(range, config.window_days)))
+        .collect();
     let mut types = config.types.clone();
     types.sort();
     types.dedup();
-    let per_user = windows.len() * types.len();
-    let bars = Bars::new(config.progress, (users.len() * per_user) as u64);
+    let total: usize = users.iter().map(|(_, w)| w.len() * types.len()).sum();
+    let bars = Bars::new(config.progress, total as u64);
     let shared = Arc::new(Shared {
         pool: pool.clone(),
         client,
@@ -238,15 +238,15 @@ pub async fn run(
         types = %shared.config.types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","),
         start_date = %config.range.start,
         end_date_exclusive = %config.range.end,
-        windows_per_user_and_type = windows.len(),
+        windows = total,
         "backfill starting"
     );
 
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let user_count = users.len();
-    for user in users {
-        let (shared, permits, windows) = (shared.clone(), permits.clone(), windows.clone());
+    for (user, windows) in users {
+        let (shared, permits) = (shared.clone(), permits.clone());
         tasks.spawn(async move {
             // The semaphore is never closed, so acquiring only fails if it were.
             let _permit = permits.acquire_owned().await.ok();
@@ -270,20 +270,28 @@ pub async fn run(
     Ok(summary)
 }
 
-/// The users to backfill: the listed ones in their order without repeats, or every active one.
-async fn user_ids(pool: &PgPool, users: &Users) -> Result<Vec<String>, BackfillError> {
-    Ok(match users {
-        Users::Listed(ids) => {
-            let mut seen = HashSet::new();
-            ids.iter()
-                .filter(|id| seen.insert(id.as_str()))
-                .cloned()
-                .collect()
-        }
+/// The users to backfill and the days of each: the listed ones in their order without repeats
+/// (the first range of a repeated one), or every active one, over the config's range unless
+/// each has its own.
+async fn user_ranges(
+    pool: &PgPool,
+    config: &BackfillConfig,
+) -> Result<Vec<(String, Window)>, BackfillError> {
+    let ranges: Vec<(String, Window)> = match &config.users {
+        Users::Listed(ids) => ids.iter().map(|id| (id.clone(), config.range)).collect(),
         Users::AllActive => sql::active_users(pool)
             .await
-            .map_err(BackfillError::Users)?,
-    })
+            .map_err(BackfillError::Users)?
+            .into_iter()
+            .map(|id| (id, config.range))
+            .collect(),
+        Users::Ranges(ranges) => ranges.clone(),
+    };
+    let mut seen = HashSet::new();
+    Ok(ranges
+        .into_iter()
+        .filter(|(id, _)| seen.insert(id.clone()))
+        .collect())
 }
 
 /// Waits for every user's task and adds up their summaries; a database error stops the rest.
@@ -336,8 +344,15 @@ async fn backfill_user(
     let bar = shared
         .bars
         .user(user_id, (windows.len() * config.types.len()) as u64);
+    let range = match (windows.first(), windows.last()) {
+        (Some(first), Some(last)) => Window {
+            start: first.start,
+            end: last.end,
+        },
+        _ => return Ok(summary),
+    };
     for &data_type in &config.types {
-        let finished = finished_windows(shared, user_id, data_type).await?;
+        let finished = finished_windows(shared, user_id, data_type, range).await?;
         let mut type_records = 0u64;
         for &window in windows {
             if finished.contains(&(window.start, window.end)) {
@@ -371,17 +386,18 @@ struct Target<'a> {
     window: Window,
 }
 
-/// The windows of a user and type that earlier runs finished (none with `--refetch`).
+/// The windows of a user and type within `range` that earlier runs finished (none with
+/// `--refetch`).
 async fn finished_windows(
     shared: &Shared,
     user_id: &str,
     data_type: DataType,
+    range: Window,
 ) -> Result<HashSet<(chrono::NaiveDate, chrono::NaiveDate)>, sqlx::Error> {
-    let config = &shared.config;
-    if config.refetch {
+    if shared.config.refetch {
         return Ok(HashSet::new());
     }
-    let (start, end) = (config.range.start, config.range.end);
+    let (start, end) = (range.start, range.end);
     let done = sql::finished(&shared.pool, user_id, data_type.as_str(), start, end).await?;
     Ok(done.into_iter().collect())
 }
@@ -651,94 +667,6 @@ async fn store(
     Ok((fetched.records as u64, Some(stored)))
 }
 
-/// Progress bars: one overall bar and one per user being fetched (hidden off a terminal).
-struct Bars {
-    multi: Option<MultiProgress>,
-    overall: ProgressBar,
-    records: std::sync::atomic::AtomicU64,
-}
-
-/// A user's bar (a no-op when bars are hidden).
-struct UserBar(Option<ProgressBar>);
-
-impl Bars {
-    fn new(mode: Progress, total_windows: u64) -> Self {
-        let on_terminal = mode == Progress::Auto && std::io::stderr().is_terminal();
-        if !on_terminal {
-            return Self {
-                multi: None,
-                overall: ProgressBar::hidden(),
-                records: Default::default(),
-            };
-        }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let overall = multi.add(ProgressBar::new(total_windows));
-        if let Ok(style) = ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} windows {msg}",
-        ) {
-            overall.set_style(style.progress_chars("=> "));
-        }
-        Self {
-            multi: Some(multi),
-            overall,
-            records: Default::default(),
-        }
-    }
-
-    fn visible(&self) -> bool {
-        self.multi.is_some()
-    }
-
-    fn user(&self, user_id: &str, windows: u64) -> UserBar {
-        let Some(multi) = &self.multi else {
-            return UserBar(None);
-        };
-        let bar = multi.add(ProgressBar::new(windows));
-        if let Ok(style) =
-            ProgressStyle::with_template("  {prefix:.bold} [{bar:20}] {pos}/{len} {wide_msg}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(short(user_id).to_owned());
-        UserBar(Some(bar))
-    }
-
-    fn advance(&self, bar: &UserBar, records: u64) {
-        if let Some(b) = &bar.0 {
-            b.inc(1);
-        }
-        let total = self.records.fetch_add(records, Ordering::Relaxed) + records;
-        self.overall.inc(1);
-        self.overall.set_message(format!("{total} records"));
-    }
-
-    fn finish(&self) {
-        self.overall.finish();
-    }
-}
-
-impl UserBar {
-    fn show(&self, data_type: DataType, window: Window, records: u64) {
-        if let Some(b) = &self.0 {
-            b.set_message(format!("{data_type} {window} ({records} records so far)"));
-        }
-    }
-
-    fn finish(&self, why: &str) {
-        if let Some(b) = &self.0 {
-            b.finish_with_message(why.to_owned());
-        }
-    }
-}
-
-/// The first 8 characters of a user id, enough to tell users apart on a progress line.
-fn short(user_id: &str) -> &str {
-    user_id
-        .char_indices()
-        .nth(8)
-        .map_or(user_id, |(i, _)| &user_id[..i])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -766,11 +694,5 @@ mod tests {
         assert!(text.contains("daily         5 records"), "{text}");
         assert!(text.contains("1 failed"), "{text}");
         assert!(text.contains("HTTP 500"), "{text}");
-    }
-
-    #[test]
-    fn short_user_ids() {
-        assert_eq!(short("40f7b0e1-89e2-43ac"), "40f7b0e1");
-        assert_eq!(short("u1"), "u1");
     }
 }

@@ -1,7 +1,9 @@
-//! PostgreSQL: the connection pool and migrations (and the backfill's bookkeeping table).
+//! PostgreSQL: the connection pool and migrations, the backfill's bookkeeping tables and
+//! reconcile's changes to `terra.users`.
 
 pub mod backfill;
 pub mod connect;
+pub mod reconcile;
 pub mod schema;
 
 use std::time::Duration;

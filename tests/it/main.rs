@@ -21,6 +21,7 @@ mod model_examples;
 mod model_fuzz;
 mod operations;
 mod pipeline;
+mod reconcile;
 mod retention;
 mod scripts;
 mod send;

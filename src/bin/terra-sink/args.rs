@@ -39,6 +39,8 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Pull history from Terra's REST API into the ledger; typed rows as for webhooks.
     Backfill(Box<BackfillArgs>),
+    /// Bring terra.users in line with the users Terra's REST API lists (and backfill gaps).
+    Reconcile(Box<ReconcileArgs>),
     /// Sign a JSON body (a file or a built-in sample) as Terra does and POST it to a webhook URL.
     Send(SendArgs),
     /// List, show and resend ledger deliveries without writing SQL.
@@ -412,13 +414,10 @@ impl HealthcheckArgs {
     }
 }
 
-/// Settings of `backfill`. Dates are calendar days (YYYY-MM-DD); the end date is exclusive.
+/// Where and as whom to call Terra's REST API, and how failed requests are retried (shared by
+/// backfill and reconcile).
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("users").required(true).args(["user_ids", "all_users"])))]
-pub struct BackfillArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-
+pub struct TerraApiArgs {
     /// Terra developer id (sent as the dev-id header).
     #[arg(long, env = "TERRA_DEV_ID")]
     pub dev_id: Option<String>,
@@ -431,49 +430,7 @@ pub struct BackfillArgs {
     #[arg(long, env = "TERRA_API_URL", default_value = terra_sink::TERRA_API_URL)]
     pub api_url: String,
 
-    /// Terra user ids to backfill; repeat for several.
-    #[arg(long = "user-id")]
-    pub user_ids: Vec<String>,
-
-    /// Backfill every active user in terra.users.
-    #[arg(long, conflicts_with = "user_ids")]
-    pub all_users: bool,
-
-    /// Data types; repeat for several (default: all six).
-    #[arg(long = "type", value_enum)]
-    pub types: Vec<DataTypeArg>,
-
-    /// First day to fetch.
-    #[arg(long, conflicts_with = "days")]
-    pub start_date: Option<chrono::NaiveDate>,
-
-    /// Day after the last day to fetch (exclusive; default: tomorrow, so today is included).
-    #[arg(long)]
-    pub end_date: Option<chrono::NaiveDate>,
-
-    /// Fetch the N days before the end date (default: the last N days, today included).
-    #[arg(long)]
-    pub days: Option<u32>,
-
-    /// Ask Terra for detailed samples (heart rate, GPS…) as well as summaries.
-    #[arg(long, env = "TERRA_BACKFILL_WITH_SAMPLES", default_value_t = true, action = clap::ArgAction::Set)]
-    pub with_samples: bool,
-
-    /// Days per request (at most 28, so Terra answers inline instead of through the webhook).
-    #[arg(long, env = "TERRA_BACKFILL_WINDOW_DAYS", default_value_t = 28,
-          value_parser = clap::value_parser!(u32).range(1..=28))]
-    pub window_days: u32,
-
-    /// Days of data one user may request per minute (Terra counts the days each request covers,
-    /// per user); 0 disables the limit.
-    #[arg(long, env = "TERRA_BACKFILL_DAYS_PER_MINUTE", default_value_t = 365)]
-    pub days_per_minute: u32,
-
-    /// Users fetched at the same time.
-    #[arg(long, env = "TERRA_BACKFILL_CONCURRENCY", default_value_t = 4)]
-    pub concurrency: usize,
-
-    /// Retries of a request that got 429, 5xx or no answer, before its window counts as failed.
+    /// Retries of a request that got 429, 5xx or no answer, before it counts as failed.
     #[arg(long, env = "TERRA_BACKFILL_MAX_RETRIES", default_value_t = 6)]
     pub max_retries: u32,
 
@@ -496,6 +453,66 @@ pub struct BackfillArgs {
         default_value_t = 120
     )]
     pub request_timeout_secs: u64,
+}
+
+/// How data is fetched from Terra's REST API (shared by backfill and reconcile's gap backfill).
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Data types; repeat for several (default: all six).
+    #[arg(long = "type", value_enum)]
+    pub types: Vec<DataTypeArg>,
+
+    /// Ask Terra for detailed samples (heart rate, GPS…) as well as summaries.
+    #[arg(long, env = "TERRA_BACKFILL_WITH_SAMPLES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub with_samples: bool,
+
+    /// Days per request (at most 28, so Terra answers inline instead of through the webhook).
+    #[arg(long, env = "TERRA_BACKFILL_WINDOW_DAYS", default_value_t = 28,
+          value_parser = clap::value_parser!(u32).range(1..=28))]
+    pub window_days: u32,
+
+    /// Days of data one user may request per minute (Terra counts the days each request covers,
+    /// per user); 0 disables the limit.
+    #[arg(long, env = "TERRA_BACKFILL_DAYS_PER_MINUTE", default_value_t = 365)]
+    pub days_per_minute: u32,
+
+    /// Users fetched at the same time.
+    #[arg(long, env = "TERRA_BACKFILL_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// Settings of `backfill`. Dates are calendar days (YYYY-MM-DD); the end date is exclusive.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("users").required(true).args(["user_ids", "all_users"])))]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub api: TerraApiArgs,
+
+    /// Terra user ids to backfill; repeat for several.
+    #[arg(long = "user-id")]
+    pub user_ids: Vec<String>,
+
+    /// Backfill every active user in terra.users.
+    #[arg(long, conflicts_with = "user_ids")]
+    pub all_users: bool,
+
+    /// First day to fetch.
+    #[arg(long, conflicts_with = "days")]
+    pub start_date: Option<chrono::NaiveDate>,
+
+    /// Day after the last day to fetch (exclusive; default: tomorrow, so today is included).
+    #[arg(long)]
+    pub end_date: Option<chrono::NaiveDate>,
+
+    /// Fetch the N days before the end date (default: the last N days, today included).
+    #[arg(long)]
+    pub days: Option<u32>,
+
+    #[command(flatten)]
+    pub fetch: FetchArgs,
 
     /// Request windows again even when an earlier run finished them.
     #[arg(long)]
@@ -511,6 +528,77 @@ pub struct BackfillArgs {
 
     #[command(flatten)]
     pub worker: WorkerArgs,
+}
+
+/// Settings of `reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub api: TerraApiArgs,
+
+    /// Only print what would change; write nothing and backfill nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Backfill users whose newest record is older than this (e.g. 2d, 36h, 90m), from that
+    /// record's day to today.
+    #[arg(long, value_parser = parse_duration)]
+    pub backfill_gap: Option<Duration>,
+
+    /// Longest gap backfilled, in days (also what a user without any record gets).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..))]
+    pub backfill_max_days: u32,
+
+    /// Users per page of Terra's GET /subscriptions.
+    #[arg(long, default_value_t = terra_sink::reconcile::DEFAULT_PER_PAGE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_page: u32,
+
+    /// Mark every connected user even when Terra lists no users at all.
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+
+    /// Only write the ledger; running services turn the gap backfill into typed rows.
+    #[arg(long)]
+    pub enqueue_only: bool,
+
+    /// Never draw progress bars (log lines instead), even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+/// Parses a duration such as `2d`, `36h`, `90m`, `45s` or `1w` (a whole number and a unit).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration such as 2d, 36h or 90m"))?;
+    let secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => {
+            return Err(format!(
+                "{value:?}: the unit must be s, m, h, d or w (e.g. 2d)"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
 /// Settings of `send`.
@@ -1017,6 +1105,17 @@ mod tests {
             "2"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn durations_have_a_unit() {
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(129_600)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("2 days").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod deliveries;
 mod forget;
 mod healthcheck;
 mod prune;
+mod reconcile;
 mod reprocess;
 mod send;
 mod serve;
@@ -25,6 +26,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Reprocess(args) => reprocess::run(args).await,
         Command::Healthcheck(args) => healthcheck::run(&args).await,
         Command::Backfill(args) => backfill::run(*args).await,
+        Command::Reconcile(args) => reconcile::run(*args).await,
         Command::Send(args) => send::run(args).await,
         Command::Prune(args) => prune::run(args).await,
         Command::Forget(args) => forget::run(args).await,
