@@ -25,9 +25,9 @@ BEGIN
 END
 $$;
 
--- Rows outside every partition land here instead of failing the webhook's insert; normally
--- empty, because partitions are created days ahead.
-CREATE TABLE terra.delivery_bodies_default PARTITION OF terra.delivery_bodies DEFAULT;
+-- No DEFAULT partition: it would forbid DETACH ... CONCURRENTLY, the form of detaching that
+-- does not block inserts. Partitions are created two weeks ahead instead (at migration, at
+-- every start of `serve` and hourly).
 
 -- Bodies of deliveries that were not processed (pending, failed, parked) when their partition
 -- was dropped: they are still needed to process or reprocess them.
@@ -47,7 +47,9 @@ CREATE INDEX deliveries_unfinished_idx ON terra.deliveries (received_at) WHERE s
 CREATE VIEW terra.body_partitions AS
 SELECT c.relname::text AS name,
        bounds[1]::timestamptz AS starts,
-       bounds[2]::timestamptz AS ends
+       bounds[2]::timestamptz AS ends,
+       -- An interrupted DETACH ... CONCURRENTLY, finished by the next prune.
+       i.inhdetachpending AS detaching
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
@@ -58,17 +60,14 @@ COMMENT ON VIEW terra.body_partitions IS
     'The day (or, for bodies older than the partitioned layout, month) partitions of terra.delivery_bodies.';
 
 -- Creates and attaches the partition [starts, ends) unless one starts there. ATTACH takes a
--- lock that does not block inserts, unlike CREATE TABLE ... PARTITION OF. A range the default
--- partition already holds rows of is left to the default partition.
+-- lock that does not block inserts, unlike CREATE TABLE ... PARTITION OF.
 CREATE FUNCTION terra.add_body_partition(starts timestamptz, ends timestamptz) RETURNS boolean
     LANGUAGE plpgsql
 AS $$
 DECLARE
     part text := 'delivery_bodies_' || to_char(starts AT TIME ZONE 'UTC', 'YYYYMMDD');
 BEGIN
-    IF to_regclass('terra.' || quote_ident(part)) IS NOT NULL
-       OR EXISTS (SELECT 1 FROM terra.delivery_bodies_default
-                  WHERE received_at >= starts AND received_at < ends) THEN
+    IF to_regclass('terra.' || quote_ident(part)) IS NOT NULL THEN
         RETURN false;
     END IF;
     EXECUTE format('CREATE TABLE terra.%I (LIKE terra.delivery_bodies INCLUDING ALL)', part);
@@ -102,44 +101,24 @@ BEGIN
 END
 $$;
 
--- Drops one partition that ends at or before `cutoff`, first copying the bodies of its
--- unprocessed deliveries to terra.delivery_bodies_kept. The copy runs again after DETACH (which
--- waits for every transaction using the table), so a delivery requeued meanwhile keeps its body.
-CREATE FUNCTION terra.drop_body_partition(part text, cutoff timestamptz,
-                                          OUT removed bigint, OUT kept bigint)
+-- Copies the bodies of the unprocessed deliveries (pending, failed, parked) of partition `part`
+-- ([starts, ends), attached or detached) to terra.delivery_bodies_kept; returns how many.
+-- Pruning runs it before and after detaching, so a delivery requeued meanwhile keeps its body.
+CREATE FUNCTION terra.keep_unprocessed_bodies(part text, starts timestamptz, ends timestamptz)
+    RETURNS bigint
     LANGUAGE plpgsql
 AS $$
 DECLARE
-    lo timestamptz;
-    hi timestamptz;
     n bigint;
-    keep text := $q$
+BEGIN
+    EXECUTE format($q$
         INSERT INTO terra.delivery_bodies_kept (delivery_id, received_at, body)
         SELECT b.delivery_id, b.received_at, b.body FROM terra.%I b
         WHERE b.delivery_id IN (SELECT id FROM terra.deliveries
                                 WHERE status <> 'done' AND received_at >= $1 AND received_at < $2)
-        ON CONFLICT (delivery_id) DO NOTHING $q$;
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('terra.delivery_bodies'));
-    SELECT p.starts, p.ends INTO lo, hi FROM terra.body_partitions p WHERE p.name = part;
-    IF NOT FOUND THEN
-        -- Another replica dropped it first.
-        removed := 0;
-        kept := 0;
-        RETURN;
-    END IF;
-    IF hi > cutoff THEN
-        RAISE EXCEPTION 'partition terra.% ends at %, after the cutoff %', part, hi, cutoff;
-    END IF;
-    EXECUTE format('SELECT count(*) FROM terra.%I', part) INTO removed;
-    EXECUTE format(keep, part) USING lo, hi;
-    GET DIAGNOSTICS kept = ROW_COUNT;
-    EXECUTE format('ALTER TABLE terra.delivery_bodies DETACH PARTITION terra.%I', part);
-    EXECUTE format(keep, part) USING lo, hi;
+        ON CONFLICT (delivery_id) DO NOTHING $q$, part) USING starts, ends;
     GET DIAGNOSTICS n = ROW_COUNT;
-    kept := kept + n;
-    EXECUTE format('DROP TABLE terra.%I', part);
-    removed := removed - kept;
+    RETURN n;
 END
 $$;
 

@@ -348,7 +348,7 @@ workload_open() {
         "ack p99 $(ms "$(field "$out" p99)"); ack→typed lag p99 $(ms "$(field "$out" lag_p99)"), max $(ms "$(field "$out" lag_max)") (ledger), oldest waiting delivery at most $(ms "$(field "$out" oldest_wait_max)") old (sampled); $(int "$(field "$out" waiting_at_end)") still waiting when the load stopped (load $la)" \
         "—" "—" "ack p99 ≤ 5 ms, lag p99 ≤ 1 s"
 }
-# prune: BENCH_PRUNE_OLD processed deliveries (~4.8 KB bodies) received 40-49 days ago, then
+# prune: BENCH_PRUNE_OLD processed deliveries (4.8 KB bodies of hex digests) received 40-49 days ago, then
 # the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s twice: once alone (baseline), once
 # with `terra-sink prune --older-than 30d` started 5 s in. Reports the prune's wall time and the
 # ack p99 of both loads.
@@ -377,10 +377,12 @@ workload_prune() {
             )
             INSERT INTO terra.delivery_bodies (delivery_id, received_at, body)
             SELECT id, received_at,
-                   convert_to(repeat(md5(id::text) || '{\"heart_rate\":' || (id % 200) || '},', 100), 'UTF8')
+                   convert_to((SELECT string_agg(md5(id::text || ':' || g), ',')
+                               FROM generate_series(1, 145) AS g), 'UTF8')
             FROM d" >/dev/null
     done
     sql "$TS_DB" "VACUUM ANALYZE terra.deliveries" >/dev/null
+    sql "$TS_DB" "CHECKPOINT" >/dev/null
     log "prune: ledger holds $(sql "$TS_DB" "SELECT count(*) FROM terra.deliveries") rows, bodies $(sql "$TS_DB" "SELECT pg_size_pretty(sum(pg_total_relation_size(('terra.' || name)::regclass))) FROM terra.body_partitions")"
     bodies typical "$count" --out "$BENCH_OUT/work/prune.tsv" >/dev/null
     la=$(loadavg)
@@ -390,7 +392,8 @@ workload_prune() {
     (
         sleep 5
         started=$(date +%s.%N)
-        prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" "$BIN/terra-sink" prune --older-than 30d 2>&1)
+        prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" RUST_LOG=warn \
+            "$BIN/terra-sink" prune --older-than 30d 2>&1) || prune_out="FAILED: $prune_out"
         ended=$(date +%s.%N)
         echo "$(calc "$ended - $started" 2) $prune_out" >"$BENCH_OUT/work/prune.out"
     ) &

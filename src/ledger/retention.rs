@@ -3,24 +3,19 @@
 //! ledger's metadata rows (dedupe key, sha256, size, status) stay, so redeliveries remain
 //! duplicates, and bodies of deliveries that are not processed are kept apart first.
 //!
-//! Dropping a partition costs the same whatever the ledger's size and leaves no dead rows;
-//! its only lock that blocks ingestion is `DETACH`'s brief one on the parent table, bounded by
-//! a lock timeout (the partition is retried later rather than making webhooks wait).
+//! Dropping a partition costs the same whatever the ledger's size and leaves no dead rows. It
+//! is detached with `DETACH PARTITION ... CONCURRENTLY`, whose locks block neither inserts nor
+//! reads; only the final `DROP` of the detached table locks, and nothing else uses it then.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor, PgConnection, PgPool, Postgres};
 use tokio::sync::watch;
 
 /// Days of partitions kept ready ahead of today, so an insert never lacks one.
 const DAYS_AHEAD: i32 = 14;
-
-/// How long dropping one partition may wait for the table lock before it is left for later.
-const LOCK_TIMEOUT: &str = "500ms";
-
-/// Tries per partition when the lock is busy.
-const LOCK_TRIES: u32 = 5;
 
 /// When raw bodies are removed.
 #[derive(Debug, Clone)]
@@ -45,29 +40,24 @@ impl Default for RetentionConfig {
 pub struct PruneReport {
     /// Day partitions dropped.
     pub partitions_dropped: u32,
-    /// Partitions left for a later run because the table was busy.
-    pub partitions_busy: u32,
     /// Bodies removed.
     pub bodies_removed: i64,
     /// Bodies kept past their partition because their deliveries are not processed.
     pub bodies_kept: i64,
+    /// Another prune (another replica, or the command) was running: this one did nothing.
+    pub already_running: bool,
 }
 
 impl std::fmt::Display for PruneReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.already_running {
+            return write!(f, "another prune is running; nothing done");
+        }
         write!(
             f,
             "removed {} bodies ({} partitions dropped), kept {} of unprocessed deliveries",
             self.bodies_removed, self.partitions_dropped, self.bodies_kept
-        )?;
-        if self.partitions_busy > 0 {
-            write!(
-                f,
-                "; {} partitions left for the next run (table busy)",
-                self.partitions_busy
-            )?;
-        }
-        Ok(())
+        )
     }
 }
 
@@ -83,7 +73,8 @@ pub async fn prepare_partitions(pool: &PgPool) -> Result<i32, sqlx::Error> {
 }
 
 /// Removes the raw bodies of processed deliveries received before `now - retain`: whole day
-/// partitions, then the few stray rows (the default partition, kept bodies since processed).
+/// partitions, then kept bodies whose deliveries have been processed since. One prune runs at
+/// a time across replicas (a session advisory lock on a connection of its own).
 pub async fn prune(
     pool: &PgPool,
     retain: Duration,
@@ -91,94 +82,120 @@ pub async fn prune(
 ) -> Result<PruneReport, sqlx::Error> {
     let cutoff = now - chrono::Duration::from_std(retain).unwrap_or(chrono::Duration::MAX);
     prepare_partitions(pool).await?;
-    let due = sqlx::query_scalar!(
-        r#"SELECT name AS "name!" FROM terra.body_partitions WHERE ends <= $1 ORDER BY starts"#,
+    let mut conn = pool.acquire().await?;
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_lock(hashtext('terra.delivery_bodies')) AS "locked!""#
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !locked {
+        return Ok(PruneReport {
+            already_running: true,
+            ..PruneReport::default()
+        });
+    }
+    let pruned = prune_locked(&mut conn, cutoff).await;
+    release(conn).await;
+    pruned
+}
+
+/// Gives the advisory lock back; a connection that cannot is closed, which releases it.
+async fn release(mut conn: PoolConnection<Postgres>) {
+    let unlocked = sqlx::query_scalar!(
+        r#"SELECT pg_advisory_unlock(hashtext('terra.delivery_bodies')) AS "unlocked!""#
+    )
+    .fetch_one(&mut *conn)
+    .await;
+    if unlocked.is_err() {
+        let _ = conn.close().await;
+    }
+}
+
+/// A partition due for removal.
+struct Due {
+    name: String,
+    starts: DateTime<Utc>,
+    ends: DateTime<Utc>,
+    detaching: bool,
+}
+
+async fn prune_locked(
+    conn: &mut PgConnection,
+    cutoff: DateTime<Utc>,
+) -> Result<PruneReport, sqlx::Error> {
+    let due = sqlx::query_as!(
+        Due,
+        r#"SELECT name AS "name!", starts AS "starts!", ends AS "ends!", detaching AS "detaching!"
+           FROM terra.body_partitions WHERE ends <= $1 ORDER BY starts"#,
         cutoff
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut report = PruneReport::default();
-    for partition in due {
-        match drop_partition(pool, &partition, cutoff).await? {
-            Some((removed, kept)) => {
-                report.partitions_dropped += 1;
-                report.bodies_removed += removed;
-                report.bodies_kept += kept;
-                tracing::info!(partition, removed, kept, "body partition dropped");
-            }
-            None => report.partitions_busy += 1,
-        }
+    for partition in &due {
+        let (removed, kept) = drop_partition(conn, partition).await?;
+        report.partitions_dropped += 1;
+        report.bodies_removed += removed;
+        report.bodies_kept += kept;
+        tracing::info!(
+            partition = partition.name,
+            removed,
+            kept,
+            "body partition dropped"
+        );
     }
-    report.bodies_removed += remove_strays(pool, cutoff).await?;
+    report.bodies_removed += remove_processed_kept(conn, cutoff).await?;
     Ok(report)
 }
 
-/// Drops one partition in its own transaction; `None` when the table stayed busy.
-async fn drop_partition(
-    pool: &PgPool,
-    partition: &str,
+/// Keeps the unprocessed bodies, detaches the partition (or finishes an interrupted detach),
+/// keeps what was requeued meanwhile, and drops it. Returns (removed, kept).
+async fn drop_partition(conn: &mut PgConnection, p: &Due) -> Result<(i64, i64), sqlx::Error> {
+    let table = format!("terra.\"{}\"", p.name.replace('"', "\"\""));
+    let count = format!("SELECT count(*) FROM {table}");
+    let rows: i64 = sqlx::query_scalar(&count).fetch_one(&mut *conn).await?;
+    let mut kept = 0;
+    let detach = if p.detaching {
+        format!("ALTER TABLE terra.delivery_bodies DETACH PARTITION {table} FINALIZE")
+    } else {
+        kept += keep_unprocessed(conn, p).await?;
+        format!("ALTER TABLE terra.delivery_bodies DETACH PARTITION {table} CONCURRENTLY")
+    };
+    // A simple-protocol statement outside any transaction: DETACH ... CONCURRENTLY commits
+    // between its two phases.
+    conn.execute(detach.as_str()).await?;
+    kept += keep_unprocessed(conn, p).await?;
+    let drop = format!("DROP TABLE {table}");
+    conn.execute(drop.as_str()).await?;
+    Ok((rows - kept, kept))
+}
+
+async fn keep_unprocessed(conn: &mut PgConnection, p: &Due) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT terra.keep_unprocessed_bodies($1, $2, $3) AS "kept!""#,
+        p.name,
+        p.starts,
+        p.ends
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Kept bodies whose deliveries have been processed since, and are due.
+async fn remove_processed_kept(
+    conn: &mut PgConnection,
     cutoff: DateTime<Utc>,
-) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    for attempt in 1..=LOCK_TRIES {
-        let mut tx = pool.begin().await?;
-        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            .execute(&mut *tx)
-            .await?;
-        let dropped = sqlx::query!(
-            r#"SELECT removed AS "removed!", kept AS "kept!"
-               FROM terra.drop_body_partition($1, $2)"#,
-            partition,
-            cutoff
-        )
-        .fetch_one(&mut *tx)
-        .await;
-        match dropped {
-            Ok(row) => {
-                tx.commit().await?;
-                return Ok(Some((row.removed, row.kept)));
-            }
-            Err(err) if is_lock_timeout(&err) => {
-                tracing::debug!(partition, attempt, "body partition busy; trying again");
-                drop(tx);
-                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    tracing::warn!(
-        partition,
-        "body partition left for the next prune: the table stayed busy"
-    );
-    Ok(None)
-}
-
-fn is_lock_timeout(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "55P03")
-}
-
-/// Bodies outside the day partitions that are due: rows the default partition caught, and kept
-/// bodies whose deliveries have been processed since.
-async fn remove_strays(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<i64, sqlx::Error> {
-    let removed = sqlx::query_scalar!(
+) -> Result<i64, sqlx::Error> {
+    let removed = sqlx::query!(
         r#"
-        WITH default_rows AS (
-            DELETE FROM terra.delivery_bodies_default b USING terra.deliveries d
-            WHERE d.id = b.delivery_id AND d.status = 'done' AND b.received_at < $1
-            RETURNING 1
-        ), kept_rows AS (
-            DELETE FROM terra.delivery_bodies_kept b USING terra.deliveries d
-            WHERE d.id = b.delivery_id AND d.status = 'done' AND b.received_at < $1
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM default_rows) + (SELECT count(*) FROM kept_rows) AS "n!"
+        DELETE FROM terra.delivery_bodies_kept b USING terra.deliveries d
+        WHERE d.id = b.delivery_id AND d.status = 'done' AND b.received_at < $1
         "#,
         cutoff
     )
-    .fetch_one(pool)
+    .execute(conn)
     .await?;
-    Ok(removed)
+    Ok(i64::try_from(removed.rows_affected()).unwrap_or(i64::MAX))
 }
 
 /// Runs partition upkeep and, when a retention period is set, pruning every `config.every`

@@ -11,12 +11,9 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     let report = terra_sink::ledger::prune(&pool, args.older_than, chrono::Utc::now())
         .await
         .context("pruning raw bodies failed")?;
-    println!("{report}");
-    if report.partitions_busy > 0 {
-        anyhow::bail!(
-            "{} partitions were busy; run prune again",
-            report.partitions_busy
-        );
+    if report.already_running {
+        anyhow::bail!("another prune holds the lock; try again when it has finished");
     }
+    println!("{report}");
     Ok(())
 }
