@@ -287,10 +287,20 @@ async fn user_ranges(
             .collect(),
         Users::Ranges(ranges) => ranges.clone(),
     };
+    // An erased person stays erased: nothing is asked, and no window row names them.
+    let ids: Vec<String> = ranges.iter().map(|(id, _)| id.clone()).collect();
+    let forgotten: HashSet<String> = sql::forgotten(pool, &ids)
+        .await
+        .map_err(BackfillError::Users)?
+        .into_iter()
+        .collect();
+    for id in &forgotten {
+        tracing::warn!(user_id = %id, "skipping a user erased by terra-sink forget");
+    }
     let mut seen = HashSet::new();
     Ok(ranges
         .into_iter()
-        .filter(|(id, _)| seen.insert(id.clone()))
+        .filter(|(id, _)| !forgotten.contains(id) && seen.insert(id.clone()))
         .collect())
 }
 

@@ -579,6 +579,43 @@ async fn several_users_are_each_backfilled(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_forgotten_user_is_not_backfilled(pool: PgPool) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(daily_answer_for)
+        .mount(&server)
+        .await;
+    let request = terra_sink::ForgetRequest {
+        user_ids: vec!["user-a".into()],
+        ..Default::default()
+    };
+    terra_sink::forget(&pool, &request).await.unwrap();
+    let mut cfg = config(&server, "2026-01-01", "2026-01-03", &[DataType::Daily]);
+    cfg.users = Users::Listed(vec!["user-a".into(), "user-b".into()]);
+    let summary = run(&pool, &cfg).await.unwrap();
+    assert_eq!(summary.users, 1);
+    let asked: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "user_id")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(asked, ["user-b"]);
+    let windows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM terra.backfill_windows WHERE user_id = 'user-a'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(windows, 0);
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn all_users_reads_terra_users_or_says_it_is_missing(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
