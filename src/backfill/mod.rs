@@ -506,15 +506,7 @@ async fn record_answer(
             shared.bars.advance(bar, 0);
             return Ok(Flow::Next(0));
         }
-        Err(error) if error.is_fatal() => {
-            tracing::error!(user_id, data_type = data_type.as_str(), window = %window, "{error}");
-            shared.halt.store(true, Ordering::SeqCst);
-            if let Ok(mut fatal) = shared.fatal.lock() {
-                fatal.get_or_insert(error);
-            }
-            bar.finish("stopped: credentials refused");
-            return Ok(Flow::Stop);
-        }
+        Err(error) if error.is_fatal() => return Ok(halt(shared, target, error, bar)),
         Err(error) => {
             let text = error.to_string();
             summary.windows_failed += 1;
@@ -531,6 +523,22 @@ async fn record_answer(
     sql::record(&shared.pool, &record).await?;
     shared.bars.advance(bar, stored);
     Ok(Flow::Next(stored))
+}
+
+/// Stops the whole run on refused credentials, keeping the first such error for the summary.
+fn halt(shared: &Shared, target: &Target<'_>, error: ApiError, bar: &UserBar) -> Flow {
+    tracing::error!(
+        user_id = target.user_id,
+        data_type = target.data_type.as_str(),
+        window = %target.window,
+        "{error}"
+    );
+    shared.halt.store(true, Ordering::SeqCst);
+    if let Ok(mut fatal) = shared.fatal.lock() {
+        fatal.get_or_insert(error);
+    }
+    bar.finish("stopped: credentials refused");
+    Flow::Stop
 }
 
 /// A user's day budget, counting what earlier runs sent within the period (Terra's count does

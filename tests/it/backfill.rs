@@ -107,6 +107,22 @@ fn daily_answer_for(req: &Request) -> ResponseTemplate {
     inline_answer("daily", records)
 }
 
+/// The `user_id` of every request the fake received, in order.
+async fn users_asked(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "user_id")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
 /// (path, start_date, end_date) of every request the fake received, in order.
 async fn requested(server: &MockServer) -> Vec<(String, String, String)> {
     server
@@ -562,18 +578,7 @@ async fn several_users_are_each_backfilled(pool: PgPool) {
     cfg.day_budget = 100;
     let summary = run(&pool, &cfg).await.unwrap();
     assert_eq!(summary.users, 2, "repeated ids are backfilled once");
-    let mut users: Vec<String> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|r| {
-            r.url
-                .query_pairs()
-                .find(|(k, _)| k == "user_id")
-                .map(|(_, v)| v.into_owned())
-        })
-        .collect();
+    let mut users = users_asked(&server).await;
     users.sort();
     assert_eq!(users, ["user-a", "user-b"]);
 }
@@ -594,18 +599,7 @@ async fn a_forgotten_user_is_not_backfilled(pool: PgPool) {
     cfg.users = Users::Listed(vec!["user-a".into(), "user-b".into()]);
     let summary = run(&pool, &cfg).await.unwrap();
     assert_eq!(summary.users, 1);
-    let asked: Vec<String> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|r| {
-            r.url
-                .query_pairs()
-                .find(|(k, _)| k == "user_id")
-                .map(|(_, v)| v.into_owned())
-        })
-        .collect();
+    let asked = users_asked(&server).await;
     assert_eq!(asked, ["user-b"]);
     let windows: i64 =
         sqlx::query_scalar("SELECT count(*) FROM terra.backfill_windows WHERE user_id = 'user-a'")
@@ -641,18 +635,7 @@ async fn all_users_reads_terra_users_or_says_it_is_missing(pool: PgPool) {
     .unwrap();
     let summary = run(&pool, &cfg).await.unwrap();
     assert_eq!(summary.users, 2);
-    let mut users: Vec<String> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|r| {
-            r.url
-                .query_pairs()
-                .find(|(k, _)| k == "user_id")
-                .map(|(_, v)| v.into_owned())
-        })
-        .collect();
+    let mut users = users_asked(&server).await;
     users.sort();
     assert_eq!(users, ["on-1", "on-2"]);
 }

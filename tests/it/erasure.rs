@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use terra_sink::ForgetRequest;
 
 use crate::helpers::binary::{database_url, output, scratch_dir, terra_sink};
-use crate::helpers::{example, processor, receive_only, TestApp};
+use crate::helpers::{example, processor, receive_only, TestApp, DATA_EXAMPLES};
 
 const ERASED: &str = "40f7b0e1-89e2-43ac-a5b8-1e29c8d47cad";
 const KEPT: &str = "0000aaaa-kept-user";
@@ -14,16 +14,6 @@ const KEPT: &str = "0000aaaa-kept-user";
 const REFERENCE: &str = "your-user-123";
 /// A value only the erased person's records carry.
 const MARKER: &str = "erased-person-marker-7f3a";
-
-const DATA: [&str; 7] = [
-    "activity",
-    "sleep",
-    "daily",
-    "body",
-    "nutrition",
-    "menstruation",
-    "athlete",
-];
 
 /// `name`'s example for `user`; with `marker`, every record also carries [`MARKER`].
 fn body_for(name: &str, user: &str, marker: bool) -> String {
@@ -100,7 +90,7 @@ async fn typed_rows(pool: &PgPool, user: &str) -> i64 {
 /// large request, a backfill window; another user's data beside it.
 async fn deliver_history(app: &TestApp, pool: &PgPool) {
     send(app, &example("auth-authSuccess"), Some(1_000)).await;
-    for name in DATA {
+    for name in DATA_EXAMPLES {
         send(app, &body_for(name, ERASED, true), Some(2_000)).await;
         send(app, &body_for(name, KEPT, false), Some(2_000)).await;
     }

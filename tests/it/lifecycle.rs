@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::helpers::{example, receive_only, test_config, TestApp};
+use crate::helpers::{example, receive_only, test_config, TestApp, DATA_EXAMPLES};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -22,16 +22,6 @@ const OTHER: &str = "0000aaaa-other-user";
 fn example_for(name: &str, user: &str) -> String {
     example(name).replace(OLD, user)
 }
-
-const DATA_EXAMPLES: [&str; 7] = [
-    "activity",
-    "sleep",
-    "daily",
-    "body",
-    "nutrition",
-    "menstruation",
-    "athlete",
-];
 
 /// Every table holding per-user rows.
 const USER_TABLES: [&str; 11] = [

@@ -104,15 +104,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn official_examples_land_in_their_tables(pool: PgPool) {
-    for name in [
-        "activity",
-        "sleep",
-        "daily",
-        "body",
-        "nutrition",
-        "menstruation",
-        "athlete",
-    ] {
+    for name in crate::helpers::DATA_EXAMPLES {
         let applied = deliver(&pool, &example(name).into_bytes(), Some(1_000)).await;
         assert_eq!(applied.records_written, 1, "{name}");
         assert_eq!(applied.records_skipped, 0, "{name}");

@@ -168,6 +168,17 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// The webhook examples that carry health data, one per data family.
+pub const DATA_EXAMPLES: [&str; 7] = [
+    "activity",
+    "sleep",
+    "daily",
+    "body",
+    "nutrition",
+    "menstruation",
+    "athlete",
+];
+
 /// An official webhook example body from Terra's OpenAPI bundle (vendored in `schemas/`).
 pub fn example(name: &str) -> String {
     let path = format!(
