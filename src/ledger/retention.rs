@@ -1,11 +1,16 @@
-//! Retention of raw bodies: `terra.delivery_bodies` is partitioned by the UTC day a delivery
-//! was received, and pruning drops whole partitions that lie entirely before the cutoff. The
-//! ledger's metadata rows (dedupe key, sha256, size, status) stay, so redeliveries remain
-//! duplicates, and bodies of deliveries that are not processed are kept apart first.
+//! Retention: raw bodies, then the ledger rows nothing needs any more.
 //!
-//! Dropping a partition costs the same whatever the ledger's size and leaves no dead rows. It
-//! is detached with `DETACH PARTITION ... CONCURRENTLY`, whose locks block neither inserts nor
-//! reads; only the final `DROP` of the detached table locks, and nothing else uses it then.
+//! `terra.delivery_bodies` is partitioned by the UTC day a delivery was received, and pruning
+//! drops whole partitions that lie entirely before the cutoff; bodies of deliveries that are
+//! not processed are kept apart first. Dropping a partition costs the same whatever the
+//! ledger's size and leaves no dead rows. It is detached with `DETACH PARTITION ...
+//! CONCURRENTLY`, whose locks block neither inserts nor reads; only the final `DROP` of the
+//! detached table locks, and nothing else uses it then.
+//!
+//! A ledger row (dedupe key, sha256, size, status) outlives its body, so redeliveries remain
+//! duplicates. Once older than the dedupe window too, it is removed if no stored row comes
+//! from it (a superseded version, an applied lifecycle event): batches of rows in id order,
+//! from where the last prune stopped, so each prune examines only what arrived since.
 
 use std::time::Duration;
 
@@ -17,11 +22,20 @@ use tokio::sync::watch;
 /// Days of partitions kept ready ahead of today, so an insert never lacks one.
 const DAYS_AHEAD: i32 = 14;
 
+/// Ledger rows examined per statement when removing those no stored row comes from.
+const LEDGER_BATCH: i32 = 5_000;
+
+/// How long a ledger row is kept by default after its body, for recognising redeliveries:
+/// well beyond Terra's day of retries.
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// When raw bodies are removed.
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
     /// Remove bodies of processed deliveries older than this; `None` keeps them forever.
     pub retain_bodies: Option<Duration>,
+    /// Keep ledger rows no stored row comes from at least this long; `None` keeps them forever.
+    pub dedupe_window: Option<Duration>,
     /// How often `serve` prepares partitions and, with `retain_bodies`, prunes.
     pub every: Duration,
 }
@@ -30,6 +44,7 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         Self {
             retain_bodies: None,
+            dedupe_window: Some(DEFAULT_DEDUPE_WINDOW),
             every: Duration::from_secs(3600),
         }
     }
@@ -44,6 +59,8 @@ pub struct PruneReport {
     pub bodies_removed: i64,
     /// Bodies kept past their partition because their deliveries are not processed.
     pub bodies_kept: i64,
+    /// Ledger rows removed: processed, past the dedupe window, and no stored row comes from them.
+    pub ledger_rows_removed: i64,
     /// Another prune (another replica, or the command) was running: this one did nothing.
     pub already_running: bool,
 }
@@ -55,8 +72,12 @@ impl std::fmt::Display for PruneReport {
         }
         write!(
             f,
-            "removed {} bodies ({} partitions dropped), kept {} of unprocessed deliveries",
-            self.bodies_removed, self.partitions_dropped, self.bodies_kept
+            "removed {} bodies ({} partitions dropped), kept {} of unprocessed deliveries; \
+             removed {} ledger rows no stored row comes from",
+            self.bodies_removed,
+            self.partitions_dropped,
+            self.bodies_kept,
+            self.ledger_rows_removed
         )
     }
 }
@@ -73,14 +94,20 @@ pub async fn prepare_partitions(pool: &PgPool) -> Result<i32, sqlx::Error> {
 }
 
 /// Removes the raw bodies of processed deliveries received before `now - retain`: whole day
-/// partitions, then kept bodies whose deliveries have been processed since. One prune runs at
-/// a time across replicas (a session advisory lock on a connection of its own).
+/// partitions, then kept bodies whose deliveries have been processed since. With a
+/// `dedupe_window`, then removes the processed ledger rows no stored row comes from that were
+/// received before the longer of the two. One prune runs at a time across replicas (a
+/// session advisory lock on a connection of its own).
 pub async fn prune(
     pool: &PgPool,
     retain: Duration,
+    dedupe_window: Option<Duration>,
     now: DateTime<Utc>,
 ) -> Result<PruneReport, sqlx::Error> {
-    let cutoff = now - chrono::Duration::from_std(retain).unwrap_or(chrono::Duration::MAX);
+    let before =
+        |age: Duration| now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+    let cutoff = before(retain);
+    let ledger_cutoff = dedupe_window.map(|window| before(window.max(retain)));
     prepare_partitions(pool).await?;
     let mut conn = pool.acquire().await?;
     let locked = sqlx::query_scalar!(
@@ -94,7 +121,13 @@ pub async fn prune(
             ..PruneReport::default()
         });
     }
-    let pruned = prune_locked(&mut conn, cutoff).await;
+    let mut pruned = prune_locked(&mut conn, cutoff).await;
+    if let (Ok(report), Some(ledger_cutoff)) = (&mut pruned, ledger_cutoff) {
+        match prune_ledger(&mut conn, ledger_cutoff).await {
+            Ok(removed) => report.ledger_rows_removed = removed,
+            Err(err) => pruned = Err(err),
+        }
+    }
     release(conn).await;
     pruned
 }
@@ -198,6 +231,26 @@ async fn remove_processed_kept(
     Ok(i64::try_from(removed.rows_affected()).unwrap_or(i64::MAX))
 }
 
+/// Removes, batch by batch, the processed ledger rows received before `cutoff` that no stored
+/// row references; each batch commits on its own. Returns how many went.
+async fn prune_ledger(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+    let mut removed = 0;
+    loop {
+        let batch = sqlx::query!(
+            r#"SELECT examined AS "examined!", removed AS "removed!"
+               FROM terra.prune_ledger($1, $2)"#,
+            cutoff,
+            LEDGER_BATCH
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        removed += i64::from(batch.removed);
+        if batch.examined < LEDGER_BATCH {
+            return Ok(removed);
+        }
+    }
+}
+
 /// Runs partition upkeep and, when a retention period is set, pruning every `config.every`
 /// until `stop` turns true. Failures are logged and retried on the next round.
 pub async fn maintain(pool: PgPool, config: RetentionConfig, mut stop: watch::Receiver<bool>) {
@@ -214,7 +267,7 @@ pub async fn maintain(pool: PgPool, config: RetentionConfig, mut stop: watch::Re
         let Some(retain) = config.retain_bodies else {
             continue;
         };
-        match prune(&pool, retain, Utc::now()).await {
+        match prune(&pool, retain, config.dedupe_window, Utc::now()).await {
             Ok(report) => tracing::info!(%report, "raw bodies pruned"),
             Err(err) => tracing::error!(error = %err, "pruning raw bodies failed"),
         }

@@ -79,7 +79,25 @@ pub struct PruneArgs {
     /// `12h`). Whole UTC days go at once, so a body can outlive it by up to a day.
     #[arg(long = "older-than", env = "TERRA_SINK_RETAIN_BODIES", value_parser = parse_age)]
     pub older_than: Duration,
+
+    #[command(flatten)]
+    pub dedupe: DedupeArgs,
 }
+
+/// How long the ledger remembers deliveries nothing else needs.
+#[derive(Debug, Args)]
+pub struct DedupeArgs {
+    /// Keep a processed ledger row that no stored row comes from (a superseded version, an
+    /// applied lifecycle event) this long after receipt, and never less than the body retention,
+    /// so that Terra's redeliveries are recognised as duplicates; at least 24h, or `forever`.
+    #[arg(long = "dedupe-window", env = "TERRA_SINK_DEDUPE_WINDOW", default_value = "7d",
+          value_parser = parse_dedupe_window)]
+    pub dedupe_window: DedupeWindow,
+}
+
+/// A dedupe window: `None` is forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupeWindow(pub Option<Duration>);
 
 /// Settings of `reprocess`. Filters combine with AND; repeat a flag to give several values.
 #[derive(Debug, Args)]
@@ -374,6 +392,9 @@ pub struct ServeArgs {
     /// unset keeps them forever.
     #[arg(long, env = "TERRA_SINK_RETAIN_BODIES", value_parser = parse_age)]
     pub retain_bodies: Option<Duration>,
+
+    #[command(flatten)]
+    pub dedupe: DedupeArgs,
 }
 
 /// Settings of `healthcheck`.
@@ -780,6 +801,19 @@ fn parse_age(value: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_dedupe_window(value: &str) -> Result<DedupeWindow, String> {
+    if value.trim().eq_ignore_ascii_case("forever") {
+        return Ok(DedupeWindow(None));
+    }
+    match humantime::parse_duration(value) {
+        Ok(d) if d < Duration::from_secs(24 * 3600) => {
+            Err("must be at least 24h: Terra retries a delivery for about a day".to_owned())
+        }
+        Ok(d) => Ok(DedupeWindow(Some(d))),
+        Err(err) => Err(format!("{err} (expected e.g. 7d, 90d or forever)")),
+    }
+}
+
 fn parse_http_url(value: &str) -> Result<String, String> {
     let value = value.trim().trim_end_matches('/');
     if !(value.starts_with("http://") || value.starts_with("https://")) {
@@ -949,6 +983,7 @@ impl ServeArgs {
             worker: self.worker.config(),
             retention: RetentionConfig {
                 retain_bodies: self.retain_bodies,
+                dedupe_window: self.dedupe.dedupe_window.0,
                 ..RetentionConfig::default()
             },
         })
@@ -1116,6 +1151,25 @@ mod tests {
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("2 days").is_err());
+    }
+
+    #[test]
+    fn dedupe_window_outlasts_terras_retries() {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        assert_eq!(parse_dedupe_window("7d"), Ok(DedupeWindow(Some(week))));
+        assert_eq!(parse_dedupe_window("forever"), Ok(DedupeWindow(None)));
+        let short = parse_dedupe_window("12h").unwrap_err();
+        assert!(short.contains("at least 24h"), "{short}");
+        assert!(parse_dedupe_window("soon").is_err());
+        let config = serve_args(&[
+            "--database-url",
+            "postgres://x/y",
+            "--signing-secret",
+            GOOD_A,
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(config.retention.dedupe_window, Some(week));
     }
 
     #[test]

@@ -1,16 +1,18 @@
-//! `prune`: removes old raw bodies from the ledger.
+//! `prune`: removes old raw bodies, then ledger rows past the dedupe window that nothing needs.
 
 use anyhow::Context;
 
 use super::open_database;
 use crate::args::PruneArgs;
 
-/// Drops the body partitions older than `--older-than` and prints what it removed.
+/// Drops the body partitions older than `--older-than`, then the unreferenced ledger rows older
+/// than the dedupe window too, and prints what it removed.
 pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     let pool = open_database(&args.database).await?;
-    let report = terra_sink::ledger::prune(&pool, args.older_than, chrono::Utc::now())
+    let window = args.dedupe.dedupe_window.0;
+    let report = terra_sink::ledger::prune(&pool, args.older_than, window, chrono::Utc::now())
         .await
-        .context("pruning raw bodies failed")?;
+        .context("pruning the ledger failed")?;
     if report.already_running {
         anyhow::bail!("another prune holds the lock; try again when it has finished");
     }
