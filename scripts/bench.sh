@@ -350,8 +350,9 @@ workload_open() {
 }
 # prune: BENCH_PRUNE_OLD processed deliveries (4.8 KB bodies of hex digests) received 40-49 days ago, then
 # the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s twice: once alone (baseline), once
-# with `terra-sink prune --older-than 30d` started 5 s in. Reports the prune's wall time and the
-# ack p99 of both loads.
+# with `terra-sink prune --older-than 30d` started 5 s in (the default 7-day dedupe window, so the
+# old ledger rows, which nothing references, go too). Reports the prune's wall time and the ack
+# p99 of both loads.
 workload_prune() {
     local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count base out la
     local started ended prune_out
@@ -393,7 +394,8 @@ workload_prune() {
         sleep 5
         started=$(date +%s.%N)
         prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" RUST_LOG=warn \
-            "$BIN/terra-sink" prune --older-than 30d 2>&1) || prune_out="FAILED: $prune_out"
+            "$BIN/terra-sink" prune --older-than 30d 2>"$BENCH_OUT/work/prune.err") ||
+            prune_out="FAILED: $(tail -3 "$BENCH_OUT/work/prune.err")"
         ended=$(date +%s.%N)
         echo "$(calc "$ended - $started" 2) $prune_out" >"$BENCH_OUT/work/prune.out"
     ) &
