@@ -14,6 +14,9 @@ use crate::helpers::{eventually, example, ledger_count, processor, receive_only,
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// A daily event whose data cannot be decoded: it is parked, and keeps its body.
+const BROKEN: &[u8] = br#"{"type":"daily","user":{"user_id":"u1"},"data":"not a list"}"#;
+
 async fn status_of(pool: &PgPool, id: i64) -> (String, Option<String>, bool) {
     sqlx::query_as(
         "SELECT d.status, d.last_error, b.delivery_id IS NOT NULL OR k.delivery_id IS NOT NULL
@@ -45,8 +48,7 @@ async fn prune_drops_processed_bodies_and_keeps_everything_else(pool: PgPool) {
     for body in [&daily, &sleep] {
         assert_eq!(app.deliver(body.as_bytes(), &[]).await.status(), 200);
     }
-    let broken = br#"{"type":"daily","user":{"user_id":"u1"},"data":"not a list"}"#;
-    assert_eq!(app.deliver(broken, &[]).await.status(), 200);
+    assert_eq!(app.deliver(BROKEN, &[]).await.status(), 200);
     processor(&pool).drain().await.unwrap();
     let waiting = example("body");
     assert_eq!(app.deliver(waiting.as_bytes(), &[]).await.status(), 200);
@@ -155,8 +157,7 @@ async fn prune_forgets_superseded_ledger_rows_after_the_dedupe_window(pool: PgPo
         daily_version("2026-07-01", 100),
         daily_version("2026-07-01", 200),
     );
-    let broken = br#"{"type":"daily","user":{"user_id":"u1"},"data":"not a list"}"#;
-    for (body, ts) in [(&older[..], "1"), (&newer[..], "2"), (&broken[..], "3")] {
+    for (body, ts) in [(&older[..], "1"), (&newer[..], "2"), (BROKEN, "3")] {
         let res = app
             .deliver(body, &[("x-terra-ordering-timestamp", ts)])
             .await;

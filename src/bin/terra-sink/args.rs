@@ -90,7 +90,8 @@ pub struct DedupeArgs {
     /// Keep a processed ledger row that no stored row comes from (a superseded version, an
     /// applied lifecycle event) this long after receipt, and never less than the body retention,
     /// so that Terra's redeliveries are recognised as duplicates; at least 24h, or `forever`.
-    #[arg(long = "dedupe-window", env = "TERRA_SINK_DEDUPE_WINDOW", default_value = "7d",
+    #[arg(long = "dedupe-window", env = "TERRA_SINK_DEDUPE_WINDOW",
+          default_value_t = DedupeWindow(RetentionConfig::default().dedupe_window),
           value_parser = parse_dedupe_window)]
     pub dedupe_window: DedupeWindow,
 }
@@ -98,6 +99,15 @@ pub struct DedupeArgs {
 /// A dedupe window: `None` is forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupeWindow(pub Option<Duration>);
+
+impl std::fmt::Display for DedupeWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(window) => write!(f, "{}", humantime::format_duration(window)),
+            None => f.write_str("forever"),
+        }
+    }
+}
 
 /// Settings of `reprocess`. Filters combine with AND; repeat a flag to give several values.
 #[derive(Debug, Args)]
@@ -1161,6 +1171,8 @@ mod tests {
         let short = parse_dedupe_window("12h").unwrap_err();
         assert!(short.contains("at least 24h"), "{short}");
         assert!(parse_dedupe_window("soon").is_err());
+        let shown = DedupeWindow(Some(week)).to_string();
+        assert_eq!(parse_dedupe_window(&shown), Ok(DedupeWindow(Some(week))));
         let config = serve_args(&[
             "--database-url",
             "postgres://x/y",
