@@ -226,6 +226,43 @@ async fn every_reference_to_the_ledger_is_indexed(pool: PgPool) {
     assert!(unindexed.is_empty(), "{unindexed:?}");
 }
 
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_body_goes_with_its_ledger_row(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
+    for kind in ["daily", "sleep", "body"] {
+        assert_eq!(
+            app.deliver(example(kind).as_bytes(), &[]).await.status(),
+            200
+        );
+    }
+    let bodies = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT delivery_id FROM terra.delivery_bodies ORDER BY delivery_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(bodies().await, [1, 2, 3]);
+
+    // Every path that removes ledger rows (forget, the delete policy, prune) deletes them.
+    sqlx::query("DELETE FROM terra.deliveries WHERE id IN (1, 3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(bodies().await, [2]);
+    assert!(status_of(&pool, 2).await.2);
+
+    // Later deliveries are stored with their bodies as before.
+    assert_eq!(
+        app.deliver(example("activity").as_bytes(), &[])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(bodies().await, [2, 4]);
+    app.stop().await;
+}
 /// The first migration of the partitioned layout.
 const PARTITIONED: i64 = 20261202000100;
 
