@@ -105,6 +105,7 @@ pub struct Metrics {
     pub processing_batch_size: Histogram,
     /// Deliveries per ledger group commit.
     pub ledger_commit_size: Histogram,
+    pub yielded_to_ingest: Counter<f64, AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -151,6 +152,7 @@ impl Metrics {
             // 1 .. 4096 deliveries.
             processing_batch_size: registered(r, "processing_batch_deliveries", "Deliveries processed together in one batch", Histogram::new(exponential_buckets(1.0, 2.0, 13))),
             ledger_commit_size: registered(r, "ledger_commit_deliveries", "Deliveries written to the ledger in one group commit", Histogram::new(exponential_buckets(1.0, 2.0, 13))),
+            yielded_to_ingest: registered(r, "worker_yielded_to_ingest_seconds", "Time workers deferred processing while the ledger writer was busy acknowledging deliveries", Counter::default()),
             registry: Registry::default(),
         };
         r.register(
@@ -240,6 +242,13 @@ impl Metrics {
     /// Records how many deliveries one ledger group commit wrote.
     pub fn observe_ledger_commit(&self, deliveries: usize) {
         self.ledger_commit_size.observe(deliveries as f64);
+    }
+
+    /// Time a worker deferred a batch while the ledger writer was busy.
+    pub fn yielded_to_ingest(&self, took: Duration) {
+        if !took.is_zero() {
+            self.yielded_to_ingest.inc_by(took.as_secs_f64());
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -138,7 +138,8 @@ impl Server {
             self.state.pool.clone(),
             self.worker.clone(),
             self.state.metrics.clone(),
-        );
+        )
+        .giving_way_to(self.state.ledger.load());
         let workers = processor.spawn(self.wake.clone(), stop_rx.clone());
         let upkeep = tokio::spawn(ledger::maintain(
             self.state.pool.clone(),

@@ -25,7 +25,7 @@ pub(crate) use retention::maintain;
 pub use retention::{prepare_partitions, prune, PruneReport, RetentionConfig};
 pub(crate) use sql::{children_of, count_duplicates, delete, insert, Stored};
 pub use writer::GroupCommitConfig;
-pub(crate) use writer::{GroupCommit, GroupCommitHooks, LedgerError};
+pub(crate) use writer::{GroupCommit, GroupCommitHooks, IngestLoad, LedgerError};
 
 /// Where a ledger body came from: `terra.deliveries.source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! stored"; once the commit has been sent, the request waits for its outcome instead.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,6 +90,39 @@ impl Job {
 pub struct GroupCommit {
     jobs: mpsc::Sender<Job>,
     deadline: Duration,
+    load: IngestLoad,
+}
+
+/// How many deliveries are waiting for the ledger writer right now: requests that are
+/// verified and not yet answered. Processing reads it to give way to ingestion.
+#[derive(Debug, Clone, Default)]
+pub struct IngestLoad(Arc<AtomicUsize>);
+
+impl IngestLoad {
+    /// Deliveries waiting to be committed.
+    pub fn waiting(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A load with `n` deliveries waiting for good.
+    #[cfg(test)]
+    pub(crate) fn fixed(n: usize) -> Self {
+        Self(Arc::new(AtomicUsize::new(n)))
+    }
+
+    fn enter(&self) -> Waiting<'_> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Waiting(self)
+    }
+}
+
+/// One delivery counted in [`IngestLoad`] until it is answered (or its request is dropped).
+struct Waiting<'a>(&'a IngestLoad);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -121,12 +154,22 @@ impl GroupCommit {
         let (jobs, queue) = mpsc::channel(config.max_rows.max(1) * 4);
         let deadline = config.deadline;
         tokio::spawn(gather(queue, pool, config, hooks));
-        Self { jobs, deadline }
+        Self {
+            jobs,
+            deadline,
+            load: IngestLoad::default(),
+        }
+    }
+
+    /// The writer's load, for processing to give way to.
+    pub fn load(&self) -> IngestLoad {
+        self.load.clone()
     }
 
     /// Stores one delivery; returns once its group is committed, or with an error (nothing
     /// stored) once the deadline has passed without the commit having started.
     pub async fn write(&self, row: NewDelivery) -> Result<Stored, LedgerError> {
+        let _waiting = self.load.enter();
         let deadline = Instant::now() + self.deadline;
         let state = Arc::new(AtomicU8::new(WAITING));
         let (reply, mut answer) = oneshot::channel();

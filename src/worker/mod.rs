@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{watch, Notify};
 
-use crate::ledger::{self, Claimed, Settled};
+use crate::ledger::{self, Claimed, IngestLoad, Settled};
 use crate::lifecycle::RevokedDataPolicy;
 use crate::metrics::Metrics;
 use crate::ping::PingConfig;
@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     pub batch_max_deliveries: usize,
     /// Most body bytes claimed at once (a larger single body is still processed, alone).
     pub batch_max_bytes: usize,
+    /// Longest a worker defers its next batch while the ledger writer is busy (zero: never).
+    pub yield_to_ingest: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -53,6 +55,7 @@ impl Default for WorkerConfig {
             ping: PingConfig::default(),
             batch_max_deliveries: 500,
             batch_max_bytes: 32 * 1024 * 1024,
+            yield_to_ingest: Duration::from_secs(5),
         }
     }
 }
@@ -123,7 +126,14 @@ pub struct Processor {
     config: WorkerConfig,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
+    ingest: Option<IngestLoad>,
 }
+
+/// Deliveries waiting for the ledger writer at which it counts as busy. An unsaturated
+/// service has a handful at most; a burst that uses every core queues many more.
+const INGEST_BUSY: usize = 16;
+/// How often a yielding worker looks at the writer's load again.
+const YIELD_POLL: Duration = Duration::from_millis(5);
 
 impl Processor {
     /// A processor over `pool`.
@@ -133,7 +143,16 @@ impl Processor {
             config,
             metrics,
             http: reqwest::Client::new(),
+            ingest: None,
         }
+    }
+
+    /// Makes the workers give way to ingestion: while `load` is busy, a worker defers its next
+    /// batch (by at most `yield_to_ingest` since its last one), so that a burst is acknowledged
+    /// at full speed and processed right after it.
+    pub(crate) fn giving_way_to(mut self, load: IngestLoad) -> Self {
+        self.ingest = Some(load);
+        self
     }
 
     /// Claims and processes one batch of due deliveries. `Ok(None)` when there is nothing to do.
@@ -160,6 +179,9 @@ impl Processor {
         }
         let items = decode_off_runtime(claimed).await?;
         let pings = download::pings(self, &mut tx, &items).await?;
+        if pings.children.is_empty() {
+            replayable_commit(&mut tx).await?;
+        }
         let (ready, early) = triage(items, pings.failures);
         let locked = batch::lock_users(&mut tx, &ready).await?;
         let policy = self.config.revoked_data;
@@ -275,7 +297,13 @@ impl Processor {
 
     async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
         let mut error_streak = 0;
+        let mut last_batch = tokio::time::Instant::now();
         while !*stop.borrow() {
+            tokio::select! {
+                () = self.yield_to_ingest(last_batch) => {}
+                changed = stop.changed() => if changed.is_err() { break } else { continue },
+            }
+            last_batch = tokio::time::Instant::now();
             let pause = match self.process_batch().await {
                 Ok(Some(_)) => {
                     error_streak = 0;
@@ -297,6 +325,17 @@ impl Processor {
                 changed = stop.changed() => if changed.is_err() { break },
             }
         }
+    }
+
+    /// Waits while the ledger writer is busy, until `yield_to_ingest` after `last_batch`.
+    async fn yield_to_ingest(&self, last_batch: tokio::time::Instant) {
+        let Some(load) = &self.ingest else { return };
+        let until = last_batch + self.config.yield_to_ingest;
+        let started = tokio::time::Instant::now();
+        while load.waiting() >= INGEST_BUSY && tokio::time::Instant::now() < until {
+            tokio::time::sleep(YIELD_POLL).await;
+        }
+        self.metrics.yielded_to_ingest(started.elapsed());
     }
 }
 
@@ -320,6 +359,18 @@ impl From<Written> for Verdict {
 fn park(id: i64, error: String) -> Settled {
     tracing::error!(error = %error, "delivery parked: it will not be retried until reprocessed");
     Settled::Parked { id, error }
+}
+
+/// Lets this transaction commit without waiting for its WAL flush. Everything it writes is
+/// derived from ledger rows that were committed durably before they were acknowledged: if a
+/// crash loses the commit, those rows are still pending and are processed again. A batch that
+/// stores downloaded ping payloads does not use this, since the download link may have expired
+/// by then.
+async fn replayable_commit(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query!("SELECT set_config('synchronous_commit', 'off', true)")
+        .fetch_one(conn)
+        .await?;
+    Ok(())
 }
 
 /// Decodes every claimed body on a blocking thread (CPU work must not stall request handling).
@@ -363,5 +414,36 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(4));
         assert_eq!(backoff(0), Duration::from_secs(2));
         assert_eq!(backoff(50), Duration::from_secs(3600));
+    }
+
+    fn giving_way_to(waiting: usize) -> Processor {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://127.0.0.1:1/unused")
+            .unwrap();
+        let config = WorkerConfig {
+            yield_to_ingest: Duration::from_secs(5),
+            ..WorkerConfig::default()
+        };
+        Processor::new(pool, config, Arc::new(Metrics::new()))
+            .giving_way_to(IngestLoad::fixed(waiting))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn processing_gives_way_to_a_busy_ledger_writer_but_is_never_starved() {
+        let busy = giving_way_to(INGEST_BUSY);
+        let start = tokio::time::Instant::now();
+        busy.yield_to_ingest(start).await;
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(5), "{waited:?}");
+        assert!(waited <= Duration::from_secs(5) + YIELD_POLL, "{waited:?}");
+        // A worker whose last batch is long past does not wait at all.
+        let later = tokio::time::Instant::now();
+        busy.yield_to_ingest(start).await;
+        assert_eq!(later.elapsed(), Duration::ZERO);
+
+        let quiet = giving_way_to(INGEST_BUSY - 1);
+        let start = tokio::time::Instant::now();
+        quiet.yield_to_ingest(start).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

@@ -268,6 +268,12 @@ pub struct WorkerArgs {
     #[arg(long, env = "TERRA_SINK_BATCH_MAX_BYTES",
           default_value_t = WorkerConfig::default().batch_max_bytes)]
     pub batch_max_bytes: usize,
+
+    /// Longest a worker defers its next batch, in milliseconds, while acknowledging deliveries
+    /// keeps the ledger writer busy (default 5000; 0: processing never gives way).
+    #[arg(long, env = "TERRA_SINK_YIELD_TO_INGEST_MS",
+          default_value_t = WorkerConfig::default().yield_to_ingest.as_millis() as u64)]
+    pub yield_to_ingest_ms: u64,
 }
 
 impl WorkerArgs {
@@ -285,6 +291,7 @@ impl WorkerArgs {
             },
             batch_max_deliveries: self.batch_max_deliveries.max(1),
             batch_max_bytes: self.batch_max_bytes,
+            yield_to_ingest: Duration::from_millis(self.yield_to_ingest_ms),
         }
     }
 }
