@@ -145,6 +145,7 @@ impl Server {
             self.state.pool.clone(),
             self.retention,
             stop_rx.clone(),
+            self.state.ledger.load(),
         ));
         let metrics_task = self.metrics.map(|(listener, router)| {
             tokio::spawn(serve_http(

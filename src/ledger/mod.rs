@@ -25,6 +25,8 @@ pub(crate) use retention::maintain;
 pub use retention::{prepare_partitions, prune, PruneReport, RetentionConfig};
 pub(crate) use sql::{children_of, count_duplicates, delete, insert, Stored};
 pub use writer::GroupCommitConfig;
+#[cfg(test)]
+pub(crate) use writer::INGEST_BUSY;
 pub(crate) use writer::{GroupCommit, GroupCommitHooks, IngestLoad, LedgerError};
 
 /// Where a ledger body came from: `terra.deliveries.source`.

@@ -19,6 +19,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Executor, PgConnection, PgPool, Postgres};
 use tokio::sync::watch;
 
+use super::IngestLoad;
+
 /// Days of partitions kept ready ahead of today, so an insert never lacks one.
 const DAYS_AHEAD: i32 = 14;
 
@@ -109,14 +111,25 @@ pub async fn prune(
     prune_until(pool, retain, dedupe_window, now, None).await
 }
 
-/// [`prune`], whose removal of ledger rows ends early (at the next batch) once `stop` turns
-/// true; the next prune resumes it.
+/// What a prune inside `serve` gives way to between batches of ledger rows.
+struct Serving {
+    /// Turns true at shutdown: the prune stops at the next batch; the next prune resumes it.
+    stop: watch::Receiver<bool>,
+    /// While acknowledging keeps the ledger writer busy, the next batch waits.
+    ingest: IngestLoad,
+}
+
+/// Longest a prune batch waits for a busy ledger writer, so that pruning keeps up even under
+/// sustained bursts.
+const LONGEST_GIVE_WAY: Duration = Duration::from_secs(60);
+
+/// [`prune`], pacing its removal of ledger rows by `serving` when given.
 async fn prune_until(
     pool: &PgPool,
     retain: Duration,
     dedupe_window: Option<Duration>,
     now: DateTime<Utc>,
-    stop: Option<watch::Receiver<bool>>,
+    serving: Option<&mut Serving>,
 ) -> Result<PruneReport, sqlx::Error> {
     let before =
         |age: Duration| now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
@@ -137,7 +150,7 @@ async fn prune_until(
     }
     let mut pruned = prune_locked(&mut conn, cutoff).await;
     if let (Ok(report), Some(ledger_cutoff)) = (&mut pruned, ledger_cutoff) {
-        match prune_ledger(&mut conn, ledger_cutoff, stop).await {
+        match prune_ledger(&mut conn, ledger_cutoff, serving).await {
             Ok(removed) => report.ledger_rows_removed = removed,
             Err(err) => pruned = Err(err),
         }
@@ -252,7 +265,7 @@ async fn remove_processed_kept(
 async fn prune_ledger(
     conn: &mut PgConnection,
     cutoff: DateTime<Utc>,
-    mut stop: Option<watch::Receiver<bool>>,
+    mut serving: Option<&mut Serving>,
 ) -> Result<i64, sqlx::Error> {
     let mut removed = 0;
     loop {
@@ -269,33 +282,47 @@ async fn prune_ledger(
         if batch.examined < LEDGER_BATCH {
             return Ok(removed);
         }
-        if rest(started.elapsed(), stop.as_mut()).await {
+        if rest(started.elapsed(), serving.as_deref_mut()).await {
             return Ok(removed);
         }
     }
 }
 
-/// Waits `pause`, or less if `stop` is or turns true; returns whether to stop.
-async fn rest(pause: Duration, stop: Option<&mut watch::Receiver<bool>>) -> bool {
-    let Some(stop) = stop else {
+/// Waits `pause`, then while the ledger writer is busy (at most [`LONGEST_GIVE_WAY`]), or
+/// less if serve is stopping; returns whether to stop.
+async fn rest(pause: Duration, serving: Option<&mut Serving>) -> bool {
+    let Some(Serving { stop, ingest }) = serving else {
         tokio::time::sleep(pause).await;
         return false;
     };
+    let give_way = async {
+        tokio::time::sleep(pause).await;
+        let until = tokio::time::Instant::now() + LONGEST_GIVE_WAY;
+        while ingest.is_busy() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
     tokio::select! {
-        () = tokio::time::sleep(pause) => false,
+        () = give_way => false,
         Ok(_) = stop.wait_for(|stop| *stop) => true,
     }
 }
 
 /// Runs partition upkeep and, when a retention period is set, pruning every `config.every`
 /// until `stop` turns true. Failures are logged and retried on the next round.
-pub async fn maintain(pool: PgPool, config: RetentionConfig, mut stop: watch::Receiver<bool>) {
+pub async fn maintain(
+    pool: PgPool,
+    config: RetentionConfig,
+    stop: watch::Receiver<bool>,
+    ingest: IngestLoad,
+) {
     let mut ticks = tokio::time::interval(config.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut serving = Serving { stop, ingest };
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+            _ = serving.stop.wait_for(|stop| *stop) => return,
         }
         if let Err(err) = prepare_partitions(&pool).await {
             tracing::error!(error = %err, "cannot create the ledger's body partitions");
@@ -304,9 +331,47 @@ pub async fn maintain(pool: PgPool, config: RetentionConfig, mut stop: watch::Re
             continue;
         };
         let window = config.dedupe_window;
-        match prune_until(&pool, retain, window, Utc::now(), Some(stop.clone())).await {
+        match prune_until(&pool, retain, window, Utc::now(), Some(&mut serving)).await {
             Ok(report) => tracing::info!(%report, "raw bodies pruned"),
             Err(err) => tracing::error!(error = %err, "pruning raw bodies failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::INGEST_BUSY;
+
+    fn serving(waiting: usize) -> (watch::Sender<bool>, Serving) {
+        let (stop_tx, stop) = watch::channel(false);
+        let ingest = IngestLoad::fixed(waiting);
+        (stop_tx, Serving { stop, ingest })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prune_in_serve_gives_way_to_a_busy_ledger_writer_for_a_while() {
+        let pause = Duration::from_millis(40);
+        let (_stop, mut quiet) = serving(INGEST_BUSY - 1);
+        let start = tokio::time::Instant::now();
+        assert!(!rest(pause, Some(&mut quiet)).await);
+        assert_eq!(start.elapsed(), pause);
+
+        let (_stop, mut busy) = serving(INGEST_BUSY);
+        let start = tokio::time::Instant::now();
+        assert!(!rest(pause, Some(&mut busy)).await);
+        let waited = start.elapsed();
+        assert!(waited >= pause + LONGEST_GIVE_WAY, "{waited:?}");
+        assert!(
+            waited <= pause + LONGEST_GIVE_WAY + Duration::from_millis(5),
+            "{waited:?}"
+        );
+
+        // Shutdown ends the wait at once.
+        let (stop, mut stopping) = serving(INGEST_BUSY);
+        stop.send(true).unwrap();
+        let start = tokio::time::Instant::now();
+        assert!(rest(pause, Some(&mut stopping)).await);
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

@@ -98,10 +98,19 @@ pub struct GroupCommit {
 #[derive(Debug, Clone, Default)]
 pub struct IngestLoad(Arc<AtomicUsize>);
 
+/// Deliveries waiting for the ledger writer at which it counts as busy. An unsaturated
+/// service has a handful at most; a burst that uses every core queues many more.
+pub(crate) const INGEST_BUSY: usize = 16;
+
 impl IngestLoad {
     /// Deliveries waiting to be committed.
     pub fn waiting(&self) -> usize {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Whether acknowledging is using the machine: background work should give way.
+    pub fn is_busy(&self) -> bool {
+        self.waiting() >= INGEST_BUSY
     }
 
     /// A load with `n` deliveries waiting for good.

@@ -129,9 +129,6 @@ pub struct Processor {
     ingest: Option<IngestLoad>,
 }
 
-/// Deliveries waiting for the ledger writer at which it counts as busy. An unsaturated
-/// service has a handful at most; a burst that uses every core queues many more.
-const INGEST_BUSY: usize = 16;
 /// How often a yielding worker looks at the writer's load again.
 const YIELD_POLL: Duration = Duration::from_millis(5);
 
@@ -332,7 +329,7 @@ impl Processor {
         let Some(load) = &self.ingest else { return };
         let until = last_batch + self.config.yield_to_ingest;
         let started = tokio::time::Instant::now();
-        while load.waiting() >= INGEST_BUSY && tokio::time::Instant::now() < until {
+        while load.is_busy() && tokio::time::Instant::now() < until {
             tokio::time::sleep(YIELD_POLL).await;
         }
         self.metrics.yielded_to_ingest(started.elapsed());
@@ -430,7 +427,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn processing_gives_way_to_a_busy_ledger_writer_but_is_never_starved() {
-        let busy = giving_way_to(INGEST_BUSY);
+        let busy = giving_way_to(ledger::INGEST_BUSY);
         let start = tokio::time::Instant::now();
         busy.yield_to_ingest(start).await;
         let waited = start.elapsed();
@@ -441,7 +438,7 @@ mod tests {
         busy.yield_to_ingest(start).await;
         assert_eq!(later.elapsed(), Duration::ZERO);
 
-        let quiet = giving_way_to(INGEST_BUSY - 1);
+        let quiet = giving_way_to(ledger::INGEST_BUSY - 1);
         let start = tokio::time::Instant::now();
         quiet.yield_to_ingest(start).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
