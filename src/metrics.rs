@@ -105,6 +105,7 @@ pub struct Metrics {
     pub processing_batch_size: Histogram,
     /// Deliveries per ledger group commit.
     pub ledger_commit_size: Histogram,
+    /// Seconds workers deferred batches while the ledger writer was busy.
     pub yielded_to_ingest: Counter<f64, AtomicU64>,
 }
 

@@ -139,7 +139,7 @@ impl Server {
             self.worker.clone(),
             self.state.metrics.clone(),
         )
-        .giving_way_to(self.state.ledger.load());
+        .yielding_to(self.state.ledger.load());
         let workers = processor.spawn(self.wake.clone(), stop_rx.clone());
         let upkeep = tokio::spawn(ledger::maintain(
             self.state.pool.clone(),

@@ -111,7 +111,7 @@ pub async fn prune(
     prune_until(pool, retain, dedupe_window, now, None).await
 }
 
-/// What a prune inside `serve` gives way to between batches of ledger rows.
+/// What a prune inside `serve` yields to between batches of ledger rows.
 struct Serving {
     /// Turns true at shutdown: the prune stops at the next batch; the next prune resumes it.
     stop: watch::Receiver<bool>,
@@ -121,7 +121,7 @@ struct Serving {
 
 /// Longest a prune batch waits for a busy ledger writer, so that pruning keeps up even under
 /// sustained bursts.
-const LONGEST_GIVE_WAY: Duration = Duration::from_secs(60);
+const LONGEST_YIELD: Duration = Duration::from_secs(60);
 
 /// [`prune`], pacing its removal of ledger rows by `serving` when given.
 async fn prune_until(
@@ -288,22 +288,22 @@ async fn prune_ledger(
     }
 }
 
-/// Waits `pause`, then while the ledger writer is busy (at most [`LONGEST_GIVE_WAY`]), or
+/// Waits `pause`, then while the ledger writer is busy (at most [`LONGEST_YIELD`]), or
 /// less if serve is stopping; returns whether to stop.
 async fn rest(pause: Duration, serving: Option<&mut Serving>) -> bool {
     let Some(Serving { stop, ingest }) = serving else {
         tokio::time::sleep(pause).await;
         return false;
     };
-    let give_way = async {
+    let yielded = async {
         tokio::time::sleep(pause).await;
-        let until = tokio::time::Instant::now() + LONGEST_GIVE_WAY;
+        let until = tokio::time::Instant::now() + LONGEST_YIELD;
         while ingest.is_busy() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
     tokio::select! {
-        () = give_way => false,
+        () = yielded => false,
         Ok(_) = stop.wait_for(|stop| *stop) => true,
     }
 }
@@ -350,7 +350,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_prune_in_serve_gives_way_to_a_busy_ledger_writer_for_a_while() {
+    async fn a_prune_in_serve_yields_to_a_busy_ledger_writer_for_a_while() {
         let pause = Duration::from_millis(40);
         let (_stop, mut quiet) = serving(INGEST_BUSY - 1);
         let start = tokio::time::Instant::now();
@@ -361,9 +361,9 @@ mod tests {
         let start = tokio::time::Instant::now();
         assert!(!rest(pause, Some(&mut busy)).await);
         let waited = start.elapsed();
-        assert!(waited >= pause + LONGEST_GIVE_WAY, "{waited:?}");
+        assert!(waited >= pause + LONGEST_YIELD, "{waited:?}");
         assert!(
-            waited <= pause + LONGEST_GIVE_WAY + Duration::from_millis(5),
+            waited <= pause + LONGEST_YIELD + Duration::from_millis(5),
             "{waited:?}"
         );
 

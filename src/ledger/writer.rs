@@ -94,7 +94,7 @@ pub struct GroupCommit {
 }
 
 /// How many deliveries are waiting for the ledger writer right now: requests that are
-/// verified and not yet answered. Processing reads it to give way to ingestion.
+/// verified and not yet answered. Processing and pruning read it to yield to ingestion.
 #[derive(Debug, Clone, Default)]
 pub struct IngestLoad(Arc<AtomicUsize>);
 
@@ -108,7 +108,7 @@ impl IngestLoad {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// Whether acknowledging is using the machine: background work should give way.
+    /// Whether acknowledging is using the machine: background work should yield.
     pub fn is_busy(&self) -> bool {
         self.waiting() >= INGEST_BUSY
     }
@@ -170,7 +170,7 @@ impl GroupCommit {
         }
     }
 
-    /// The writer's load, for processing to give way to.
+    /// The writer's load, for background work to yield to.
     pub fn load(&self) -> IngestLoad {
         self.load.clone()
     }

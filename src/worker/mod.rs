@@ -144,10 +144,10 @@ impl Processor {
         }
     }
 
-    /// Makes the workers give way to ingestion: while `load` is busy, a worker defers its next
+    /// Makes the workers yield to ingestion: while `load` is busy, a worker defers its next
     /// batch (by at most `yield_to_ingest` since its last one), so that a burst is acknowledged
     /// at full speed and processed right after it.
-    pub(crate) fn giving_way_to(mut self, load: IngestLoad) -> Self {
+    pub(crate) fn yielding_to(mut self, load: IngestLoad) -> Self {
         self.ingest = Some(load);
         self
     }
@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(backoff(50), Duration::from_secs(3600));
     }
 
-    fn giving_way_to(waiting: usize) -> Processor {
+    fn yielding_to(waiting: usize) -> Processor {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .connect_lazy("postgres://127.0.0.1:1/unused")
             .unwrap();
@@ -422,12 +422,12 @@ mod tests {
             ..WorkerConfig::default()
         };
         Processor::new(pool, config, Arc::new(Metrics::new()))
-            .giving_way_to(IngestLoad::fixed(waiting))
+            .yielding_to(IngestLoad::fixed(waiting))
     }
 
     #[tokio::test(start_paused = true)]
-    async fn processing_gives_way_to_a_busy_ledger_writer_but_is_never_starved() {
-        let busy = giving_way_to(ledger::INGEST_BUSY);
+    async fn processing_yields_to_a_busy_ledger_writer_but_is_never_starved() {
+        let busy = yielding_to(ledger::INGEST_BUSY);
         let start = tokio::time::Instant::now();
         busy.yield_to_ingest(start).await;
         let waited = start.elapsed();
@@ -438,7 +438,7 @@ mod tests {
         busy.yield_to_ingest(start).await;
         assert_eq!(later.elapsed(), Duration::ZERO);
 
-        let quiet = giving_way_to(ledger::INGEST_BUSY - 1);
+        let quiet = yielding_to(ledger::INGEST_BUSY - 1);
         let start = tokio::time::Instant::now();
         quiet.yield_to_ingest(start).await;
         assert_eq!(start.elapsed(), Duration::ZERO);

@@ -270,7 +270,7 @@ pub struct WorkerArgs {
     pub batch_max_bytes: usize,
 
     /// Longest a worker defers its next batch, in milliseconds, while acknowledging deliveries
-    /// keeps the ledger writer busy (default 5000; 0: processing never gives way).
+    /// keeps the ledger writer busy (default 5000; 0: processing never yields).
     #[arg(long, env = "TERRA_SINK_YIELD_TO_INGEST_MS",
           default_value_t = WorkerConfig::default().yield_to_ingest.as_millis() as u64)]
     pub yield_to_ingest_ms: u64,
