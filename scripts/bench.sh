@@ -54,8 +54,10 @@ exec </dev/null
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-# The settings given for this run, to print with the results as the command that produced them.
-GIVEN=$(env | grep -E '^(BENCH_[A-Z_]+|REFERENCE_RECEIVER_DIR)=' | grep -v '^BENCH_OUT=' | sort | tr '\n' ' ' || true)
+# The settings given for this run, to print with the results as the command that produced them
+# (TERRA_SINK_* reach the terra-sink server too; the OTLP endpoint is left out, as a URL may
+# carry credentials).
+GIVEN=$(env | grep -E '^(BENCH_[A-Z_]+|REFERENCE_RECEIVER_DIR|TERRA_SINK_[A-Z_]+)=' | grep -v -E '^(BENCH_OUT|TERRA_SINK_OTLP_ENDPOINT)=' | sort | tr '\n' ' ' || true)
 
 # ../shared beside the checkout, or beside the main checkout when this is a git worktree.
 default_reference_dir() {
