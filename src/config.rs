@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use crate::db::DbSettings;
 use crate::ledger::{GroupCommitConfig, RetentionConfig};
+use crate::reconcile::ScheduledReconcile;
 use crate::worker::WorkerConfig;
 
 /// Settings of the webhook receiver (`terra-sink serve`).
@@ -45,6 +46,8 @@ pub struct ServeConfig {
     pub worker: WorkerConfig,
     /// When raw bodies are removed.
     pub retention: RetentionConfig,
+    /// A reconcile with Terra's API on a schedule (none by default).
+    pub reconcile: Option<ScheduledReconcile>,
 }
 
 impl Default for ServeConfig {
@@ -66,6 +69,7 @@ impl Default for ServeConfig {
             migrate_on_start: true,
             worker: WorkerConfig::default(),
             retention: RetentionConfig::default(),
+            reconcile: None,
         }
     }
 }

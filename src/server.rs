@@ -18,6 +18,7 @@ use crate::config::ServeConfig;
 use crate::http::{self, AppState, IngestLimits};
 use crate::ledger::{self, GroupCommit, GroupCommitConfig, GroupCommitHooks, RetentionConfig};
 use crate::metrics::Metrics;
+use crate::reconcile::{self, ScheduledReconcile};
 use crate::signature::Verifier;
 use crate::worker::{Processor, WorkerConfig};
 
@@ -31,6 +32,7 @@ pub struct Server {
     state: AppState,
     worker: WorkerConfig,
     retention: RetentionConfig,
+    reconcile: Option<ScheduledReconcile>,
     connections: ConnectionLimits,
     /// Signalled by the ledger writer when it stored new deliveries.
     wake: Arc<tokio::sync::Notify>,
@@ -95,6 +97,7 @@ impl Server {
             state,
             worker: config.worker.clone(),
             retention: config.retention.clone(),
+            reconcile: config.reconcile.clone(),
             connections: ConnectionLimits {
                 header_read_timeout: config.header_read_timeout,
                 max_header_bytes: config.max_header_bytes,
@@ -147,6 +150,13 @@ impl Server {
             stop_rx.clone(),
             self.state.ledger.load(),
         ));
+        let reconcile = self.reconcile.map(|scheduled| {
+            tokio::spawn(reconcile::on_schedule(
+                self.state.pool.clone(),
+                scheduled,
+                stop_rx.clone(),
+            ))
+        });
         let metrics_task = self.metrics.map(|(listener, router)| {
             tokio::spawn(serve_http(
                 listener,
@@ -173,6 +183,9 @@ impl Server {
             task.await.map_err(std::io::Error::other)?;
         }
         upkeep.await.map_err(std::io::Error::other)?;
+        if let Some(task) = reconcile {
+            task.await.map_err(std::io::Error::other)?;
+        }
         tracing::info!("terra-sink stopped");
         Ok(())
     }

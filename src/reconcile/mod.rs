@@ -18,6 +18,7 @@
 
 mod api;
 mod plan;
+mod schedule;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -34,6 +35,7 @@ use crate::db::backfill::{check_schema, SchemaError};
 use crate::db::reconcile::{self as sql, NewUser};
 use api::{Presence, Stopping, UntilStopped};
 use plan::Plan;
+pub use schedule::{on_schedule, ScheduledReconcile};
 
 /// Everything a reconcile run needs.
 #[derive(Debug, Clone)]

@@ -10,14 +10,16 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use terra_sink::backfill::ApiError;
 use terra_sink::backfill::{BackfillConfig, DataType, Progress, Users, Window};
-use terra_sink::reconcile::{self, GapBackfill, ReconcileConfig, ReconcileError, Summary};
+use terra_sink::reconcile::{
+    self, GapBackfill, ReconcileConfig, ReconcileError, ScheduledReconcile, Summary,
+};
 use terra_sink::{ClientConfig, RetryPolicy};
 use tokio::sync::watch;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::helpers::binary::database_url;
-use crate::helpers::{receive_only, TestApp};
+use crate::helpers::{eventually, receive_only, TestApp};
 
 const DEV_ID: &str = "dev-test-123";
 const API_KEY: &str = "key-test-not-real";
@@ -602,4 +604,42 @@ async fn the_command_fails_clearly_on_refused_credentials_without_the_key(pool: 
     let (code, _, stderr) = output(no_key).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("TERRA_API_KEY"), "{stderr}");
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn serve_reconciles_on_a_schedule(pool: PgPool) {
+    let server = fake_terra(&["kept", "new-1"], &[]).await;
+    connected(&pool, &["kept", "gone"]).await;
+    let mut serve = receive_only();
+    serve.reconcile = Some(ScheduledReconcile {
+        every: Duration::from_millis(100),
+        config: config(&server),
+    });
+    let app = TestApp::spawn_with(pool.clone(), serve).await;
+
+    eventually(
+        "the scheduled reconcile created and marked users",
+        || async {
+            let connected: Vec<String> = sqlx::query_scalar(
+                "SELECT user_id FROM terra.users WHERE status = 'connected' ORDER BY user_id",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            connected == ["kept", "new-1"]
+        },
+    )
+    .await;
+    assert_eq!(status(&pool, "gone").await.0, "missing_at_terra");
+    // It keeps running: the listing is asked for again.
+    eventually("a second scheduled run", || async {
+        let listings = requested(&server)
+            .await
+            .iter()
+            .filter(|(path, query)| path == "/subscriptions" && query.starts_with("page=0&"))
+            .count();
+        listings >= 2
+    })
+    .await;
+    app.stop().await;
 }

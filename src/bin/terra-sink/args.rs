@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
+use terra_sink::backfill::Progress;
+use terra_sink::reconcile::{self, ReconcileConfig, ScheduledReconcile};
 use terra_sink::{
     DataType, DbSettings, GroupCommitConfig, LogFormat, PingConfig, RetentionConfig,
     RevokedDataPolicy, ServeConfig, WorkerConfig,
@@ -412,6 +414,14 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub dedupe: DedupeArgs,
+
+    /// Reconcile terra.users with Terra's API this often (e.g. `24h`, at least `1m`), as
+    /// `terra-sink reconcile` does; unset: never. Needs TERRA_DEV_ID and TERRA_API_KEY.
+    #[arg(long, env = "TERRA_SINK_RECONCILE_EVERY", value_parser = parse_duration)]
+    pub reconcile_every: Option<Duration>,
+
+    #[command(flatten)]
+    pub api: TerraApiArgs,
 }
 
 /// Settings of `healthcheck`.
@@ -971,9 +981,15 @@ impl ServeArgs {
             .map_err(|missing| problems.push(missing.to_string()))
             .ok();
         problems.extend(signing_secret_problems(self.signing_secret.as_ref()));
-        let (Some(database), Some(secrets), true) =
-            (database, self.signing_secret, problems.is_empty())
-        else {
+        let reconcile = scheduled_reconcile(self.reconcile_every, &self.api)
+            .map_err(|problem| problems.push(problem))
+            .ok();
+        let (Some(database), Some(secrets), Some(reconcile), true) = (
+            database,
+            self.signing_secret,
+            reconcile,
+            problems.is_empty(),
+        ) else {
             return Err(SettingsError(problems));
         };
         Ok(ServeConfig {
@@ -1003,8 +1019,35 @@ impl ServeArgs {
                 dedupe_window: self.dedupe.dedupe_window.0,
                 ..RetentionConfig::default()
             },
+            reconcile,
         })
     }
+}
+
+/// The reconcile `serve` runs on a schedule, when one is asked for.
+fn scheduled_reconcile(
+    every: Option<Duration>,
+    api: &TerraApiArgs,
+) -> Result<Option<ScheduledReconcile>, String> {
+    const NAME: &str = "TERRA_SINK_RECONCILE_EVERY (or --reconcile-every)";
+    let Some(every) = every else {
+        return Ok(None);
+    };
+    if every < Duration::from_secs(60) {
+        let given = humantime::format_duration(every);
+        return Err(format!("{NAME} must be at least 1m, not {given}"));
+    }
+    let client = crate::commands::client_config(api)
+        .map_err(|missing| format!("{NAME} is set, but {missing}"))?;
+    let config = ReconcileConfig {
+        client,
+        dry_run: false,
+        per_page: reconcile::DEFAULT_PER_PAGE,
+        allow_empty: false,
+        gap: None,
+        progress: Progress::Never,
+    };
+    Ok(Some(ScheduledReconcile { every, config }))
 }
 
 #[cfg(test)]
@@ -1069,6 +1112,50 @@ mod tests {
             !err.contains("need attention"),
             "one problem, one line: {err}"
         );
+    }
+
+    #[test]
+    fn a_scheduled_reconcile_needs_credentials_and_a_sane_interval() {
+        let with = |extra: &[&str]| {
+            let base = [
+                "--database-url",
+                "postgres://x/y",
+                "--signing-secret",
+                GOOD_A,
+            ];
+            let mut args = serve_args(&[&base[..], extra].concat());
+            args.api.dev_id = None;
+            args.api.api_key = None;
+            args
+        };
+        let err = with(&["--reconcile-every", "24h"]).validate().unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("TERRA_SINK_RECONCILE_EVERY"), "{err}");
+        assert!(err.contains("TERRA_DEV_ID"), "{err}");
+
+        let credentials = ["--dev-id", "dev-1", "--api-key", "key-not-to-be-shown"];
+        let mut args = with(&["--reconcile-every", "30s"]);
+        args.api.dev_id = Some("dev-1".into());
+        let err = args.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 1m, not 30s"), "{err}");
+
+        let args = serve_args(
+            &[
+                &[
+                    "--database-url",
+                    "postgres://x/y",
+                    "--signing-secret",
+                    GOOD_A,
+                ],
+                &credentials[..],
+                &["--reconcile-every", "24h"],
+            ]
+            .concat(),
+        );
+        let scheduled = args.validate().unwrap().reconcile.unwrap();
+        assert_eq!(scheduled.every, Duration::from_secs(24 * 3600));
+        assert!(!format!("{scheduled:?}").contains("key-not-to-be-shown"));
+        assert!(with(&[]).validate().unwrap().reconcile.is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One module per command; each returns `anyhow::Result` with the context a person needs.
 
 mod backfill;
+pub(crate) use backfill::client_config;
 mod deliveries;
 mod forget;
 mod healthcheck;
