@@ -252,7 +252,19 @@ async fn gather(
 ) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let carry: Arc<Mutex<HashMap<i64, i32>>> = Arc::default();
-    while let Some(first) = queue.recv().await {
+    let mut retry = tokio::time::interval(CARRY_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            job = queue.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+            _ = retry.tick() => {
+                retry_carried(&pool, &carry);
+                continue;
+            }
+        };
         let mut group = Group::default();
         group.push(first);
         let Some(slot) = wait_for_slot(&mut group, &mut queue, &slots, &config).await else {
@@ -273,6 +285,19 @@ async fn gather(
             write_group(&pool, group.jobs, deadline, &hooks, &carry).await;
             drop(slot);
         });
+    }
+}
+
+/// How often redelivery counts that waited for a worker's row are tried again when no group
+/// comes along to carry them.
+const CARRY_RETRY: Duration = Duration::from_secs(1);
+
+/// Tries the waiting redelivery counts again, off the gatherer's path.
+fn retry_carried(pool: &PgPool, carry: &Arc<Mutex<HashMap<i64, i32>>>) {
+    let waiting = !carry.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+    if waiting {
+        let (pool, carry) = (pool.clone(), carry.clone());
+        tokio::spawn(async move { count_redeliveries(&pool, HashMap::new(), &carry).await });
     }
 }
 
