@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     pub batch_max_bytes: usize,
     /// Longest a worker defers its next batch while the ledger writer is busy (zero: never).
     pub yield_to_ingest: Duration,
+    /// How long a worker lets deliveries gather after a batch that was not full, or after new
+    /// ones woke it, before it claims again (zero: at once).
+    pub batch_linger: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -56,6 +59,7 @@ impl Default for WorkerConfig {
             batch_max_deliveries: 500,
             batch_max_bytes: 32 * 1024 * 1024,
             yield_to_ingest: Duration::from_secs(5),
+            batch_linger: Duration::from_millis(100),
         }
     }
 }
@@ -302,8 +306,11 @@ impl Processor {
             }
             last_batch = tokio::time::Instant::now();
             let pause = match self.process_batch().await {
-                Ok(Some(_)) => {
+                Ok(Some(report)) => {
                     error_streak = 0;
+                    if report.outcomes.len() < self.config.batch_max_deliveries {
+                        self.linger(&mut stop).await;
+                    }
                     continue;
                 }
                 Ok(None) => {
@@ -317,10 +324,22 @@ impl Processor {
                 }
             };
             tokio::select! {
-                () = wake.notified() => {}
+                () = wake.notified() => self.linger(&mut stop).await,
                 () = tokio::time::sleep(pause) => {}
                 changed = stop.changed() => if changed.is_err() { break },
             }
+        }
+    }
+
+    /// Lets more deliveries arrive before the next claim, so that a steady trickle is
+    /// processed in batches rather than one transaction per commit of the ledger writer.
+    async fn linger(&self, stop: &mut watch::Receiver<bool>) {
+        if self.config.batch_linger.is_zero() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(self.config.batch_linger) => {}
+            _ = stop.wait_for(|stop| *stop) => {}
         }
     }
 
@@ -423,6 +442,20 @@ mod tests {
         };
         Processor::new(pool, config, Arc::new(Metrics::new()))
             .yielding_to(IngestLoad::fixed(waiting))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_lingers_for_more_deliveries_unless_stopping() {
+        let worker = yielding_to(0);
+        let (stop_tx, mut stop) = watch::channel(false);
+        let start = tokio::time::Instant::now();
+        worker.linger(&mut stop).await;
+        assert_eq!(start.elapsed(), WorkerConfig::default().batch_linger);
+
+        stop_tx.send(true).unwrap();
+        let start = tokio::time::Instant::now();
+        worker.linger(&mut stop).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

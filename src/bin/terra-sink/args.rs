@@ -276,6 +276,12 @@ pub struct WorkerArgs {
     #[arg(long, env = "TERRA_SINK_YIELD_TO_INGEST_MS",
           default_value_t = WorkerConfig::default().yield_to_ingest.as_millis() as u64)]
     pub yield_to_ingest_ms: u64,
+
+    /// Milliseconds a worker lets deliveries gather after a batch that was not full, or after
+    /// new ones woke it (default 100; 0: it claims at once).
+    #[arg(long, env = "TERRA_SINK_BATCH_LINGER_MS",
+          default_value_t = WorkerConfig::default().batch_linger.as_millis() as u64)]
+    pub batch_linger_ms: u64,
 }
 
 impl WorkerArgs {
@@ -294,6 +300,7 @@ impl WorkerArgs {
             batch_max_deliveries: self.batch_max_deliveries.max(1),
             batch_max_bytes: self.batch_max_bytes,
             yield_to_ingest: Duration::from_millis(self.yield_to_ingest_ms),
+            batch_linger: Duration::from_millis(self.batch_linger_ms),
         }
     }
 }
