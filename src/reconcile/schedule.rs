@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use super::{run, ReconcileConfig, ReconcileError};
+use super::{run, ReconcileConfig};
 
 /// A reconcile that `serve` runs every `every`.
 #[derive(Debug, Clone)]
@@ -42,12 +42,11 @@ pub async fn on_schedule(
                 failures = summary.failures.len(),
                 "users reconciled with Terra"
             ),
-            Err(ReconcileError::Api { error, .. }) => {
-                tracing::error!(error = %error, "reconcile failed: Terra's API; next round in {}",
-                    humantime::format_duration(scheduled.every));
-            }
-            Err(err) => tracing::error!(error = %err, "reconcile failed; next round in {}",
-                humantime::format_duration(scheduled.every)),
+            Err(err) => tracing::error!(
+                error = %err,
+                next_round_in = %humantime::format_duration(scheduled.every),
+                "reconcile failed"
+            ),
         }
     }
 }
