@@ -298,9 +298,7 @@ async fn rest(pause: Duration, serving: Option<&mut Serving>) -> bool {
     let yielded = async {
         tokio::time::sleep(pause).await;
         let until = tokio::time::Instant::now() + LONGEST_YIELD;
-        while ingest.is_busy() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        ingest.wait_while_busy(until).await;
     };
     tokio::select! {
         () = yielded => false,

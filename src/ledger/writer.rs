@@ -101,6 +101,8 @@ pub struct IngestLoad(Arc<AtomicUsize>);
 /// Deliveries waiting for the ledger writer at which it counts as busy. An unsaturated
 /// service has a handful at most; a burst that uses every core queues many more.
 pub(crate) const INGEST_BUSY: usize = 16;
+/// How often a task waiting for a busy writer looks again.
+const BUSY_POLL: Duration = Duration::from_millis(5);
 
 impl IngestLoad {
     /// Deliveries waiting to be committed.
@@ -111,6 +113,13 @@ impl IngestLoad {
     /// Whether acknowledging is using the machine: background work should yield.
     pub fn is_busy(&self) -> bool {
         self.waiting() >= INGEST_BUSY
+    }
+
+    /// Returns once the writer is not busy, or at `until` at the latest.
+    pub async fn wait_while_busy(&self, until: Instant) {
+        while self.is_busy() && Instant::now() < until {
+            tokio::time::sleep(BUSY_POLL).await;
+        }
     }
 
     /// A load with `n` deliveries waiting for good.

@@ -133,9 +133,6 @@ pub struct Processor {
     ingest: Option<IngestLoad>,
 }
 
-/// How often a yielding worker looks at the writer's load again.
-const YIELD_POLL: Duration = Duration::from_millis(5);
-
 impl Processor {
     /// A processor over `pool`.
     pub fn new(pool: PgPool, config: WorkerConfig, metrics: Arc<Metrics>) -> Self {
@@ -346,11 +343,9 @@ impl Processor {
     /// Waits while the ledger writer is busy, until `yield_to_ingest` after `last_batch`.
     async fn yield_to_ingest(&self, last_batch: tokio::time::Instant) {
         let Some(load) = &self.ingest else { return };
-        let until = last_batch + self.config.yield_to_ingest;
         let started = tokio::time::Instant::now();
-        while load.is_busy() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(YIELD_POLL).await;
-        }
+        load.wait_while_busy(last_batch + self.config.yield_to_ingest)
+            .await;
         self.metrics.yielded_to_ingest(started.elapsed());
     }
 }
@@ -465,7 +460,7 @@ mod tests {
         busy.yield_to_ingest(start).await;
         let waited = start.elapsed();
         assert!(waited >= Duration::from_secs(5), "{waited:?}");
-        assert!(waited <= Duration::from_secs(5) + YIELD_POLL, "{waited:?}");
+        assert!(waited <= Duration::from_millis(5_005), "{waited:?}");
         // A worker whose last batch is long past does not wait at all.
         let later = tokio::time::Instant::now();
         busy.yield_to_ingest(start).await;
