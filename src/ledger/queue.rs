@@ -42,8 +42,9 @@ impl Claimed {
     }
 }
 
-/// Locks up to `max_count` due deliveries, skipping rows other workers hold, in queue order,
-/// and returns those whose bodies fit in `max_bytes` together (at least one). The rest of the
+/// Locks up to `max_count` due deliveries, skipping rows other workers hold and the deliveries
+/// of users another batch is claiming or writing (`terra.claim_due`), in queue order, and
+/// returns those whose bodies fit in `max_bytes` together (at least one). The rest of the
 /// locked rows are released when the transaction ends. Served by the partial queue index in
 /// its order, so the backlog is never sorted.
 pub async fn claim(
@@ -51,35 +52,36 @@ pub async fn claim(
     max_count: i64,
     max_bytes: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
+    let max_count = i32::try_from(max_count.max(1)).unwrap_or(i32::MAX);
     sqlx::query_as!(
         Claimed,
         r#"
         WITH locked AS (
-            SELECT id, next_attempt_at, body_size
-            FROM terra.deliveries
-            WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()
-            ORDER BY next_attempt_at, id
-            LIMIT $1
-            FOR NO KEY UPDATE SKIP LOCKED
+            SELECT * FROM terra.claim_due($1, $3)
         ), sized AS (
-            SELECT id, next_attempt_at,
-                   sum(body_size) OVER (ORDER BY next_attempt_at, id) - body_size AS before
+            SELECT *, sum(body_size) OVER (ORDER BY next_attempt_at, id) - body_size AS before
             FROM locked
         )
-        SELECT d.id, coalesce(b.body, k.body) AS body, d.ordering_ts, d.attempts,
-               d.received_at, d.terra_reference, d.trace_id
-        FROM sized JOIN terra.deliveries d ON d.id = sized.id
-        LEFT JOIN terra.delivery_bodies b ON b.delivery_id = d.id AND b.received_at = d.received_at
-        LEFT JOIN terra.delivery_bodies_kept k ON k.delivery_id = d.id
-        WHERE sized.before = 0 OR sized.before + d.body_size <= $2
-        ORDER BY sized.next_attempt_at, sized.id
+        SELECT s.id AS "id!", coalesce(b.body, k.body) AS body, s.ordering_ts,
+               s.attempts AS "attempts!", s.received_at AS "received_at!", s.terra_reference,
+               s.trace_id
+        FROM sized s
+        LEFT JOIN terra.delivery_bodies b ON b.delivery_id = s.id AND b.received_at = s.received_at
+        LEFT JOIN terra.delivery_bodies_kept k ON k.delivery_id = s.id
+        WHERE s.before = 0 OR s.before + s.body_size <= $2
+        ORDER BY s.next_attempt_at, s.id
         "#,
         max_count,
-        max_bytes
+        max_bytes,
+        max_count.saturating_mul(CLAIM_SCAN),
     )
     .fetch_all(conn)
     .await
 }
+
+/// How many due deliveries, per delivery wanted, a claim looks at before it gives up on the
+/// rest of the queue (belonging to users other batches hold) until the next claim.
+const CLAIM_SCAN: i32 = 4;
 
 /// The outcome of one claimed delivery, to be recorded.
 #[derive(Debug, Clone, PartialEq)]

@@ -174,6 +174,67 @@ async fn a_bad_delivery_fails_alone_and_its_batch_mates_are_stored(pool: PgPool)
     app.stop().await;
 }
 
+/// The user ids of the deliveries `terra.claim_due` locks for `tx`, in queue order.
+async fn claim_users(tx: &mut sqlx::PgConnection, max_count: i32, max_scan: i32) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT d.user_id FROM terra.claim_due($1, $2) c JOIN terra.deliveries d USING (id)
+         ORDER BY c.next_attempt_at, c.id",
+    )
+    .bind(max_count)
+    .bind(max_scan)
+    .fetch_all(tx)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_claim_leaves_the_deliveries_of_users_another_batch_holds(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
+    deliver(&app, &daily("u1", "2026-07-01", 1, 2, None), None).await;
+    deliver(&app, &daily("u1", "2026-07-02", 2, 2, None), None).await;
+    deliver(&app, &daily("u2", "2026-07-01", 3, 2, None), None).await;
+    app.stop().await;
+
+    // One batch holds u1 through its first delivery.
+    let mut first = pool.begin().await.unwrap();
+    assert_eq!(claim_users(&mut first, 1, 100).await, ["u1"]);
+    // Another claim takes u2's only: u1's second delivery waits for the batch holding u1.
+    let mut second = pool.begin().await.unwrap();
+    assert_eq!(claim_users(&mut second, 10, 100).await, ["u2"]);
+    second.rollback().await.unwrap();
+    // A claim looks no further than its scan: the one candidate is held.
+    let mut narrow = pool.begin().await.unwrap();
+    assert!(claim_users(&mut narrow, 10, 1).await.is_empty());
+    narrow.rollback().await.unwrap();
+    // A whole batch meanwhile processes u2 alone.
+    let report = batch_processor(&pool)
+        .process_batch()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcomes.len(), 1);
+    let done: Vec<String> = sqlx::query_scalar("SELECT user_id FROM terra.daily")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(done, ["u2"]);
+
+    // Once the first batch ends, u1's deliveries are claimed together, in order.
+    first.rollback().await.unwrap();
+    let report = batch_processor(&pool)
+        .process_batch()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcomes.len(), 2);
+    let steps: Vec<i64> =
+        sqlx::query_scalar("SELECT steps FROM terra.daily WHERE user_id = 'u1' ORDER BY day")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(steps, [1, 2]);
+}
+
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_reauth_and_the_users_data_in_one_batch_end_under_the_new_id(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
