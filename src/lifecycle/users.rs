@@ -26,7 +26,9 @@ pub struct Seed {
 
 /// Creates the users of `seeds` that do not exist yet and locks every one of them, in one
 /// statement in user-id order: every writer takes user locks this way before touching any
-/// user's rows, so two batches can never wait for each other in a cycle.
+/// user's rows, so two batches can never wait for each other in a cycle. An existing user is
+/// locked without being updated (`WHERE false` still locks the conflicting row), so locking
+/// leaves no dead row version behind.
 pub async fn lock(conn: &mut PgConnection, seeds: &[Seed]) -> Result<(), sqlx::Error> {
     if seeds.is_empty() {
         return Ok(());
@@ -58,7 +60,7 @@ pub async fn lock(conn: &mut PgConnection, seeds: &[Seed]) -> Result<(), sqlx::E
         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
                     $6::int8[]) AS u(user_id, provider, reference_id, scopes, received_at, event_id)
         ORDER BY u.user_id
-        ON CONFLICT (user_id) DO UPDATE SET updated_at = t.updated_at
+        ON CONFLICT (user_id) DO UPDATE SET updated_at = t.updated_at WHERE false
         "#,
         &ids as &[&str],
         &providers as &[Option<&str>],
