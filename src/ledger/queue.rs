@@ -43,7 +43,7 @@ impl Claimed {
 }
 
 /// Locks up to `max_count` due deliveries, skipping rows other workers hold and the deliveries
-/// of users another batch is claiming or writing (`terra.claim_due`), in queue order, and
+/// of users another batch is claiming or writing (`terra.claim_batch`), in queue order, and
 /// returns those whose bodies fit in `max_bytes` together (at least one). The rest of the
 /// locked rows are released when the transaction ends. Served by the partial queue index in
 /// its order, so the backlog is never sorted.
@@ -53,23 +53,13 @@ pub async fn claim(
     max_bytes: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let max_count = i32::try_from(max_count.max(1)).unwrap_or(i32::MAX);
+    // One function, so the locks and the bodies are read with one snapshot.
     sqlx::query_as!(
         Claimed,
         r#"
-        WITH locked AS (
-            SELECT * FROM terra.claim_due($1, $3)
-        ), sized AS (
-            SELECT *, sum(body_size) OVER (ORDER BY next_attempt_at, id) - body_size AS before
-            FROM locked
-        )
-        SELECT s.id AS "id!", coalesce(b.body, k.body) AS body, s.ordering_ts,
-               s.attempts AS "attempts!", s.received_at AS "received_at!", s.terra_reference,
-               s.trace_id
-        FROM sized s
-        LEFT JOIN terra.delivery_bodies b ON b.delivery_id = s.id AND b.received_at = s.received_at
-        LEFT JOIN terra.delivery_bodies_kept k ON k.delivery_id = s.id
-        WHERE s.before = 0 OR s.before + s.body_size <= $2
-        ORDER BY s.next_attempt_at, s.id
+        SELECT id AS "id!", body, ordering_ts, attempts AS "attempts!",
+               received_at AS "received_at!", terra_reference, trace_id
+        FROM terra.claim_batch($1, $2, $3)
         "#,
         max_count,
         max_bytes,

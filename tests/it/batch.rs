@@ -174,11 +174,11 @@ async fn a_bad_delivery_fails_alone_and_its_batch_mates_are_stored(pool: PgPool)
     app.stop().await;
 }
 
-/// The user ids of the deliveries `terra.claim_due` locks for `tx`, in queue order.
+/// The user ids of the deliveries `terra.claim_batch` locks for `tx`, in queue order.
 async fn claim_users(tx: &mut sqlx::PgConnection, max_count: i32, max_scan: i32) -> Vec<String> {
     sqlx::query_scalar(
-        "SELECT d.user_id FROM terra.claim_due($1, $2) c JOIN terra.deliveries d USING (id)
-         ORDER BY c.next_attempt_at, c.id",
+        "SELECT d.user_id FROM terra.claim_batch($1, 9223372036854775807, $2) c JOIN terra.deliveries d USING (id)
+         ORDER BY c.id",
     )
     .bind(max_count)
     .bind(max_scan)
