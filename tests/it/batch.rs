@@ -61,6 +61,14 @@ where
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
+/// Every row of a one-column query.
+async fn column<T>(pool: &PgPool, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sql).fetch_all(pool).await.unwrap()
+}
+
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn two_versions_of_a_record_in_one_batch_resolve_by_ordering_timestamp(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
@@ -141,10 +149,7 @@ async fn a_bad_delivery_fails_alone_and_its_batch_mates_are_stored(pool: PgPool)
     use Outcome::{Done, Failed, Parked};
     assert_eq!(outcomes, [Done, Done, Failed, Done, Done, Done, Parked]);
     let stored: Vec<String> =
-        sqlx::query_scalar("SELECT user_id FROM terra.daily ORDER BY user_id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        column(&pool, "SELECT user_id FROM terra.daily ORDER BY user_id").await;
     assert_eq!(stored, ["u1", "u2", "u3", "u4", "u5"]);
     let errors: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT status, last_error FROM terra.deliveries WHERE status <> 'done' ORDER BY id",
@@ -213,10 +218,7 @@ async fn a_claim_leaves_the_deliveries_of_users_another_batch_holds(pool: PgPool
         .unwrap()
         .unwrap();
     assert_eq!(report.outcomes.len(), 1);
-    let done: Vec<String> = sqlx::query_scalar("SELECT user_id FROM terra.daily")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let done: Vec<String> = column(&pool, "SELECT user_id FROM terra.daily").await;
     assert_eq!(done, ["u2"]);
 
     // Once the first batch ends, u1's deliveries are claimed together, in order.
@@ -227,11 +229,11 @@ async fn a_claim_leaves_the_deliveries_of_users_another_batch_holds(pool: PgPool
         .unwrap()
         .unwrap();
     assert_eq!(report.outcomes.len(), 2);
-    let steps: Vec<i64> =
-        sqlx::query_scalar("SELECT steps FROM terra.daily WHERE user_id = 'u1' ORDER BY day")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let steps: Vec<i64> = column(
+        &pool,
+        "SELECT steps FROM terra.daily WHERE user_id = 'u1' ORDER BY day",
+    )
+    .await;
     assert_eq!(steps, [1, 2]);
 }
 
@@ -403,10 +405,7 @@ async fn a_database_crash_mid_batch_loses_nothing_and_applies_nothing_twice(pool
         scalar::<i64>(&pool, "SELECT count(*) FROM terra.samples").await,
         60
     );
-    let attempts: Vec<i32> = sqlx::query_scalar("SELECT DISTINCT attempts FROM terra.deliveries")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let attempts: Vec<i32> = column(&pool, "SELECT DISTINCT attempts FROM terra.deliveries").await;
     assert_eq!(attempts, [1], "each delivery applied once");
     app.stop().await;
 }
