@@ -160,7 +160,8 @@ pub fn fold(facts: Vec<Facts>) -> Vec<Facts> {
 }
 
 /// Records what deliveries say about their (already locked) users: provider and reference
-/// when given, the last delivery time, the last delivery.
+/// when given, and the last delivery time. `event_id` moves only with a change of provider or
+/// reference (or when unset): the indexed column left alone keeps this per-batch update HOT.
 pub async fn touch(conn: &mut PgConnection, facts: &[Facts]) -> Result<(), sqlx::Error> {
     if facts.is_empty() {
         return Ok(());
@@ -176,11 +177,19 @@ pub async fn touch(conn: &mut PgConnection, facts: &[Facts]) -> Result<(), sqlx:
             provider = coalesce(f.provider, t.provider),
             reference_id = coalesce(f.reference_id, t.reference_id),
             last_webhook_update = greatest(t.last_webhook_update, f.received_at),
-            event_id = f.event_id,
+            event_id = CASE
+                WHEN t.event_id IS NULL
+                     OR (coalesce(f.provider, t.provider), coalesce(f.reference_id, t.reference_id))
+                        IS DISTINCT FROM (t.provider, t.reference_id)
+                THEN f.event_id ELSE t.event_id END,
             updated_at = now()
         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[])
             AS f(user_id, provider, reference_id, received_at, event_id)
         WHERE t.user_id = f.user_id
+          AND (t.event_id IS NULL
+               OR (coalesce(f.provider, t.provider), coalesce(f.reference_id, t.reference_id),
+                   greatest(t.last_webhook_update, f.received_at))
+                  IS DISTINCT FROM (t.provider, t.reference_id, t.last_webhook_update))
         "#,
         &ids as &[&str],
         &providers as &[Option<&str>],

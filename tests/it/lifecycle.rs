@@ -782,3 +782,65 @@ async fn lab_reports_are_kept_by_terra_event_id_losslessly(pool: PgPool) {
     assert_eq!(reports[1].data["data"]["error"]["code"], "file_unreadable");
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn data_moves_the_users_last_delivery_time_and_event_id_only_when_it_changes_the_user(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
+    let processor = processor(&pool, RevokedDataPolicy::Keep, 3);
+    type Touched = (
+        Option<i64>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<String>,
+    );
+    let touched = || async {
+        sqlx::query_as::<_, Touched>(
+            "SELECT event_id, last_webhook_update, reference_id FROM terra.users WHERE user_id = $1",
+        )
+        .bind(OLD)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let newest = || async {
+        sqlx::query_as::<_, (i64, chrono::DateTime<chrono::Utc>)>(
+            "SELECT id, received_at FROM terra.deliveries ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+
+    deliver_all(&app, &[example("daily")]).await;
+    processor.drain().await.unwrap();
+    let (first, first_at) = newest().await;
+    assert_eq!(
+        touched().await,
+        (Some(first), Some(first_at), Some("your-user-123".into()))
+    );
+
+    // Same provider and reference: only the time of the newest delivery moves.
+    deliver_all(&app, &[example("sleep")]).await;
+    processor.drain().await.unwrap();
+    let (second, second_at) = newest().await;
+    assert!(second > first);
+    assert_eq!(
+        touched().await,
+        (Some(first), Some(second_at), Some("your-user-123".into()))
+    );
+
+    // A new reference: that delivery changed the user.
+    deliver_all(
+        &app,
+        &[example("body").replace("your-user-123", "moved-ref")],
+    )
+    .await;
+    processor.drain().await.unwrap();
+    let (third, third_at) = newest().await;
+    assert_eq!(
+        touched().await,
+        (Some(third), Some(third_at), Some("moved-ref".into()))
+    );
+    app.stop().await;
+}

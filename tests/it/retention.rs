@@ -157,7 +157,18 @@ async fn prune_forgets_superseded_ledger_rows_after_the_dedupe_window(pool: PgPo
         daily_version("2026-07-01", 100),
         daily_version("2026-07-01", 200),
     );
-    for (body, ts) in [(&older[..], "1"), (&newer[..], "2"), (BROKEN, "3")] {
+    // The user's auth (1) is the ledger row its users row comes from; the versions (2, 3) and
+    // the parked delivery (4) follow.
+    let auth = serde_json::to_vec(&serde_json::json!({
+        "type": "auth", "status": "success", "user": {"user_id": "u1", "provider": "GARMIN"}
+    }))
+    .unwrap();
+    for (body, ts) in [
+        (&auth[..], "1"),
+        (&older[..], "2"),
+        (&newer[..], "3"),
+        (BROKEN, "4"),
+    ] {
         let res = app
             .deliver(body, &[("x-terra-ordering-timestamp", ts)])
             .await;
@@ -172,7 +183,7 @@ async fn prune_forgets_superseded_ledger_rows_after_the_dedupe_window(pool: PgPo
                 .unwrap();
         row
     };
-    assert_eq!(stored().await, (Some(200), 2));
+    assert_eq!(stored().await, (Some(200), 3));
     let week = Some(7 * DAY);
 
     // Past the body retention but inside the window, every ledger row stays.
@@ -182,29 +193,29 @@ async fn prune_forgets_superseded_ledger_rows_after_the_dedupe_window(pool: PgPo
         .unwrap();
     assert!(report.bodies_removed >= 2, "{report:?}");
     assert_eq!(report.ledger_rows_removed, 0);
-    assert_eq!(ledger_ids(&pool).await, [1, 2, 3]);
+    assert_eq!(ledger_ids(&pool).await, [1, 2, 3, 4]);
 
-    // Past the window, the superseded version goes; the stored version's row and the parked
-    // delivery stay.
+    // Past the window, the superseded version goes; the auth, the stored version's row and the
+    // parked delivery stay.
     let past_window = Utc::now() + chrono::Duration::days(10);
     let report = terra_sink::ledger::prune(&pool, DAY, week, past_window)
         .await
         .unwrap();
     assert_eq!(report.ledger_rows_removed, 1, "{report:?}");
-    assert_eq!(ledger_ids(&pool).await, [2, 3]);
-    assert_eq!(stored().await, (Some(200), 2));
+    assert_eq!(ledger_ids(&pool).await, [1, 3, 4]);
+    assert_eq!(stored().await, (Some(200), 3));
 
     // Redelivered after the window, the old version is a new delivery, and the overwrite rule
     // still keeps the newer record. (Pruning "ten days from now" dropped today's partition:
     // upkeep makes it again.)
     terra_sink::ledger::prepare_partitions(&pool).await.unwrap();
     let res = app
-        .deliver(&older, &[("x-terra-ordering-timestamp", "1")])
+        .deliver(&older, &[("x-terra-ordering-timestamp", "2")])
         .await;
     assert_eq!(res.status(), 200);
     processor(&pool).drain().await.unwrap();
-    assert_eq!(ledger_ids(&pool).await, [2, 3, 4]);
-    assert_eq!(stored().await, (Some(200), 2));
+    assert_eq!(ledger_ids(&pool).await, [1, 3, 4, 5]);
+    assert_eq!(stored().await, (Some(200), 3));
     app.stop().await;
 }
 
