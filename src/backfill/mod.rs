@@ -549,8 +549,11 @@ async fn seeded_budget(shared: &Shared, user_id: &str) -> Result<DayBudget, sqlx
     if config.day_budget == 0 {
         return Ok(budget);
     }
+    let counted = sql::counted_requests(&shared.pool, user_id, config.budget_period).await?;
+    // Ages were measured before the answer came back: taking `now` after it places every
+    // request a little later than it was, so the budget errs on waiting longer.
     let now = Instant::now();
-    for earlier in sql::counted_requests(&shared.pool, user_id, config.budget_period).await? {
+    for earlier in counted {
         let age = Duration::from_millis(earlier.age_ms.unsigned_abs());
         // A negative age is a deadline still ahead (a request whose end was never recorded).
         let at = if earlier.age_ms >= 0 {

@@ -74,7 +74,8 @@ pub struct CountedRequest {
     /// Days it covered.
     pub days: u32,
     /// How long ago Terra last can have received it (negative: still in flight, or its end was
-    /// never recorded and the deadline lies ahead), in milliseconds.
+    /// never recorded and the deadline lies ahead), in whole milliseconds rounded down (so
+    /// that a deadline ahead is never shortened).
     pub age_ms: i64,
 }
 
@@ -88,7 +89,8 @@ pub async fn counted_requests(
     let rows = sqlx::query!(
         r#"
         SELECT end_date - start_date AS "days!",
-               (extract(epoch FROM clock_timestamp() - counted_at) * 1000)::bigint AS "age_ms!"
+               floor(extract(epoch FROM clock_timestamp() - counted_at) * 1000)::bigint
+                   AS "age_ms!"
         FROM terra.backfill_requests
         WHERE user_id = $1
           AND counted_at > clock_timestamp() - make_interval(secs => $2::bigint / 1000.0)
