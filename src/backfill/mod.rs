@@ -35,6 +35,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::db::backfill::{self as sql, WindowRecord, WindowStatus};
 use crate::ledger::{self, Arrival, NewDelivery, Stored};
+use crate::lifecycle;
 use client::{Answer, Fetched};
 use plan::DayBudget;
 use progress::{Bars, UserBar};
@@ -288,12 +289,10 @@ async fn user_ranges(
         Users::Ranges(ranges) => ranges.clone(),
     };
     // An erased person stays erased: nothing is asked, and no window row names them.
-    let ids: Vec<String> = ranges.iter().map(|(id, _)| id.clone()).collect();
-    let forgotten: HashSet<String> = sql::forgotten(pool, &ids)
+    let ids: Vec<&str> = ranges.iter().map(|(id, _)| id.as_str()).collect();
+    let forgotten = lifecycle::users::forgotten(pool, &ids)
         .await
-        .map_err(BackfillError::Users)?
-        .into_iter()
-        .collect();
+        .map_err(BackfillError::Users)?;
     for id in &forgotten {
         tracing::warn!(user_id = %id, "skipping a user erased by terra-sink forget");
     }

@@ -215,16 +215,6 @@ pub async fn record(pool: &PgPool, w: &WindowRecord<'_>) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// Those of `ids` that `terra-sink forget` erased (and no newer auth brought back).
-pub async fn forgotten(pool: &PgPool, ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT user_id FROM terra.users WHERE user_id = ANY($1) AND forgotten_at IS NOT NULL",
-        ids
-    )
-    .fetch_all(pool)
-    .await
-}
-
 /// Every active user in `terra.users` (the run checked the schema is migrated first).
 pub async fn active_users(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     // `active IS NOT FALSE`: a user whose state is unknown is still worth asking Terra about.

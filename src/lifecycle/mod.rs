@@ -11,6 +11,8 @@ pub mod users;
 
 pub use forget::{forget, ForgetRequest, Forgotten};
 
+use std::collections::HashSet;
+
 use sqlx::PgConnection;
 
 use crate::ledger::Provenance;
@@ -57,15 +59,34 @@ pub fn users_named(event: &Event) -> Vec<&TerraUser> {
     }
 }
 
+/// The users `events` name that `forget` erased (see [`is_erased`]). Applying lifecycle
+/// events never erases a user, so while they are applied this set can only grow smaller.
+pub async fn erased_among<'a>(
+    conn: &mut PgConnection,
+    events: impl Iterator<Item = &'a Event>,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let named: Vec<PgText> = events
+        .flat_map(users_named)
+        .map(|u| PgText::new(&u.user_id))
+        .collect();
+    let named: Vec<&str> = named.iter().map(PgText::as_str).collect();
+    users::forgotten(conn, &named).await
+}
+
 /// True when a user the event names was erased by `forget` and the event may not bring it
-/// back (only a newer `auth` does): such an event is acknowledged and not stored.
+/// back (only a newer `auth` does): such an event is acknowledged and not stored. Only users
+/// in `erased` (from [`erased_among`]) are looked up.
 pub async fn is_erased(
     conn: &mut PgConnection,
     origin: &Provenance,
     event: &Event,
+    erased: &HashSet<String>,
 ) -> Result<bool, sqlx::Error> {
     let is_auth = matches!(event, Event::Auth(_));
     for user in users_named(event) {
+        if !erased.contains(PgText::new(&user.user_id).as_str()) {
+            continue;
+        }
         if users::stays_forgotten(conn, &user.user_id, origin.ordering_ts, is_auth).await? {
             return Ok(true);
         }

@@ -1,6 +1,6 @@
 //! SQL of `terra.users`: locking a batch's users, their current ids, what events say of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -310,6 +310,23 @@ pub async fn update(conn: &mut PgConnection, u: &Update<'_>) -> Result<bool, sql
     .fetch_optional(conn)
     .await?;
     Ok(applied.unwrap_or(false))
+}
+
+/// Which of `ids` are tombstones left by `forget` (erased, and no newer auth since).
+pub async fn forgotten<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    ids: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found = sqlx::query_scalar!(
+        "SELECT user_id FROM terra.users WHERE user_id = ANY($1) AND forgotten_at IS NOT NULL",
+        ids as &[&str]
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// Whether `forget` erased the user and an event with `ordering_ts` must leave it so: every

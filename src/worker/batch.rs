@@ -104,9 +104,14 @@ pub async fn write(
     policy: RevokedDataPolicy,
 ) -> Result<(Applied, Vec<Written>), WriteError> {
     let mut discarded = HashSet::new();
+    let events = items.iter().filter_map(|i| match &i.work {
+        Work::Lifecycle(event) => Some(&**event),
+        _ => None,
+    });
+    let erased = lifecycle::erased_among(conn, events).await?;
     for (i, item) in items.iter().enumerate() {
         if let Work::Lifecycle(event) = &item.work {
-            if lifecycle::is_erased(conn, &item.origin, event).await? {
+            if lifecycle::is_erased(conn, &item.origin, event, &erased).await? {
                 discarded.insert(i);
             } else {
                 lifecycle::apply(conn, &item.origin, event, policy).await?;
