@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::DbError;
@@ -130,7 +130,7 @@ pub fn parse_url(url: &SecretString) -> Result<PgConnectOptions, DbError> {
             scheme.map_or_else(|| "missing".to_owned(), |s| format!("'{s}'"))
         )));
     }
-    url.parse().map_err(|e: sqlx::Error| {
+    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
         DbError::InvalidUrl(match e {
             // sqlx's URL errors may quote the URL; keep only the kind of problem.
             sqlx::Error::Configuration(_) => {
@@ -138,7 +138,37 @@ pub fn parse_url(url: &SecretString) -> Result<PgConnectOptions, DbError> {
             }
             other => other.to_string(),
         })
-    })
+    })?;
+    let asked = url_sets_ssl_mode(url) || std::env::var_os("PGSSLMODE").is_some();
+    Ok(plain_on_loopback(options, asked))
+}
+
+/// With no TLS mode asked for, a server on this machine is reached without TLS: the
+/// default `prefer` would encrypt every body on a path no one else can see (about a tenth
+/// of the CPU a delivery costs). Any `sslmode` given is kept as it is.
+fn plain_on_loopback(options: PgConnectOptions, asked: bool) -> PgConnectOptions {
+    let loopback = options.get_host() == "localhost"
+        || options
+            .get_host()
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !asked && loopback && matches!(options.get_ssl_mode(), PgSslMode::Prefer) {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    }
+}
+
+/// Whether the URL's query names a TLS mode (`sslmode`, or sqlx's `ssl-mode`).
+fn url_sets_ssl_mode(url: &str) -> bool {
+    let Some((_, query)) = url.split_once('?') else {
+        return false;
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.split('=').next())
+        .any(|key| matches!(key, "sslmode" | "ssl-mode"))
 }
 
 /// The options every pool gets.
@@ -238,6 +268,37 @@ pub fn is_connection_failure(err: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_on_this_machine_is_reached_without_tls_unless_a_mode_is_asked_for() {
+        let mode = |url: &str, asked: bool| {
+            let options: PgConnectOptions = url.parse().unwrap();
+            plain_on_loopback(options, asked || url_sets_ssl_mode(url)).get_ssl_mode()
+        };
+        for url in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgres://u@localhost/db",
+            "postgres://u@[::1]:5432/db",
+            "postgres://u@127.0.0.2/db?application_name=x",
+        ] {
+            assert!(matches!(mode(url, false), PgSslMode::Disable), "{url}");
+            assert!(
+                matches!(mode(url, true), PgSslMode::Prefer),
+                "{url} with PGSSLMODE"
+            );
+        }
+        for url in ["postgres://u@db.example.com/db", "postgres://u@10.0.0.5/db"] {
+            assert!(matches!(mode(url, false), PgSslMode::Prefer), "{url}");
+        }
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/db?sslmode=prefer", false),
+            PgSslMode::Prefer
+        ));
+        assert!(matches!(
+            mode("postgres://u@localhost/db?ssl-mode=require", false),
+            PgSslMode::Require
+        ));
+    }
 
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
