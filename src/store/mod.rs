@@ -33,6 +33,7 @@ mod tests;
 pub(crate) mod text;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -140,7 +141,7 @@ fn record<R>(
     user: &TerraUser,
     origin: &Provenance,
     record_key: PgText,
-    data: String,
+    data: Arc<str>,
     row: R,
     samples: Samples,
 ) -> Record<R> {
@@ -152,7 +153,7 @@ fn record<R>(
         delivery_id: origin.delivery_id,
         ordering_ts: origin.ordering_ts,
         row,
-        samples,
+        samples: samples.into(),
     }
 }
 
@@ -172,7 +173,7 @@ fn data_records<T, R>(
         .map(|(item, raw)| {
             let raw = raw.get();
             let (key, row) = map(item, raw);
-            let data = text::jsonb_text(raw).into_owned();
+            let data = text::jsonb_text(raw).into();
             record(user, origin, key, data, row, samples(item))
         })
         .collect())
@@ -189,7 +190,7 @@ fn raw_items<R>(
         .iter()
         .map(|item| {
             let (key, json, row) = map(item);
-            let data = text::jsonb_text(&json).into_owned();
+            let data = text::jsonb_text(&json).into();
             record(user, origin, key, data, row, Samples::default())
         })
         .collect()
@@ -297,7 +298,7 @@ fn plan_athlete(
     if athlete.is_null() {
         return Ok(Records::None);
     }
-    let data = text::jsonb_text(raw.get()).into_owned();
+    let data = text::jsonb_text(raw.get()).into();
     let row = athlete::map(athlete);
     let rec = record(user, origin, athlete::key(), data, row, Samples::default());
     Ok(Records::Athlete(vec![rec]))
@@ -323,7 +324,7 @@ fn plan_raw(event: &Event, origin: &Provenance) -> Records {
             };
             let event_type = event.type_name().unwrap_or("lab_report");
             let (key, json, row) = raw::lab_report(&value, event_type);
-            let data = text::jsonb_text(&json).into_owned();
+            let data = text::jsonb_text(&json).into();
             Records::LabReport(vec![Record {
                 user_id: PgText::default(),
                 record_key: key,
@@ -332,7 +333,7 @@ fn plan_raw(event: &Event, origin: &Provenance) -> Records {
                 delivery_id: origin.delivery_id,
                 ordering_ts: origin.ordering_ts,
                 row,
-                samples: Samples::default(),
+                samples: Arc::default(),
             }])
         }
         _ => Records::None,

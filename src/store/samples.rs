@@ -225,7 +225,7 @@ pub struct RecordSamples {
     /// The record's key.
     pub record_key: PgText,
     /// Its samples (possibly none: the record's old samples are still removed).
-    pub samples: Samples,
+    pub samples: std::sync::Arc<Samples>,
 }
 
 /// The bound arrays of one multi-row series insert: every series' samples end to end, each
@@ -400,7 +400,7 @@ mod tests {
             source: "activity",
             user_id: PgText::new("u"),
             record_key: PgText::new("k"),
-            samples: a,
+            samples: a.into(),
         };
         let mut c = SeriesColumns::default();
         for series in &record.samples.series {

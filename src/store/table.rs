@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use sqlx::PgConnection;
 
@@ -20,8 +21,9 @@ pub struct Record<R> {
     pub record_key: PgText,
     /// `user.provider`.
     pub provider: Option<PgText>,
-    /// The record's JSON text as sent, made acceptable to jsonb.
-    pub data: String,
+    /// The record's JSON text as sent, made acceptable to jsonb (shared: a batch part that
+    /// is retried after a split takes its records again without copying them).
+    pub data: Arc<str>,
     /// `terra.deliveries.id` of the delivery carrying the record (stored as `event_id`).
     pub delivery_id: i64,
     /// Its `x-terra-ordering-timestamp`, in milliseconds.
@@ -29,7 +31,7 @@ pub struct Record<R> {
     /// The table's own columns.
     pub row: R,
     /// The record's samples (empty for tables without samples).
-    pub samples: Samples,
+    pub samples: Arc<Samples>,
 }
 
 /// A typed table: the statement that writes a set of its records.
@@ -79,7 +81,7 @@ impl<'a> CommonColumns<'a> {
             user_id: rows.iter().map(|r| r.user_id.as_str()).collect(),
             record_key: rows.iter().map(|r| r.record_key.as_str()).collect(),
             provider: rows.iter().map(|r| r.provider.as_deref()).collect(),
-            data: rows.iter().map(|r| r.data.as_str()).collect(),
+            data: rows.iter().map(|r| &*r.data).collect(),
             ordering_ts: rows.iter().map(|r| r.ordering_ts).collect(),
             event_id: rows.iter().map(|r| r.delivery_id).collect(),
         }
@@ -119,7 +121,7 @@ pub struct Written {
     /// Counts.
     pub applied: Applied,
     /// The samples of each written record (of the last copy that wrote it).
-    samples: HashMap<(&'static str, PgText, PgText), Samples>,
+    samples: HashMap<(&'static str, PgText, PgText), Arc<Samples>>,
 }
 
 impl Written {
@@ -187,11 +189,11 @@ mod tests {
             user_id: PgText::new(user),
             record_key: PgText::new(key),
             provider: None,
-            data: "{}".to_owned(),
+            data: "{}".into(),
             delivery_id,
             ordering_ts: None,
             row: (),
-            samples: Samples::default(),
+            samples: Arc::default(),
         }
     }
 
