@@ -74,8 +74,11 @@ pub async fn lock(conn: &mut PgConnection, seeds: &[Seed]) -> Result<(), sqlx::E
     Ok(())
 }
 
-/// The current id of each of `ids` that was replaced by `user_reauth` (following
-/// `replaced_by`), and whether the current user's data was deleted by the delete policy.
+/// Where the data of `ids` goes, for those among them whose data does not simply go to
+/// themselves: the current id of each one replaced by `user_reauth` (following
+/// `replaced_by`), and whether the delete policy deleted the current user's data. Every other
+/// id is absent (served by the partial `users_redirected_idx`, so a batch of users who were
+/// never re-keyed or deleted costs one probe of an almost empty index each).
 pub async fn current(
     conn: &mut PgConnection,
     ids: &[&str],
@@ -84,7 +87,9 @@ pub async fn current(
         r#"
         WITH RECURSIVE chain(start, user_id, replaced_by, depth) AS (
             SELECT u.user_id, u.user_id, u.replaced_by, 0
-            FROM terra.users u WHERE u.user_id = ANY($1)
+            FROM terra.users u
+            WHERE u.user_id = ANY($1)
+              AND (u.replaced_by IS NOT NULL OR u.data_deleted_at IS NOT NULL)
             UNION ALL
             SELECT c.start, u.user_id, u.replaced_by, c.depth + 1
             FROM chain c JOIN terra.users u ON u.user_id = c.replaced_by
