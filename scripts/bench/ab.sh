@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A/B of two terra-sink binaries on the end-to-end burst of scripts/bench.sh (terra-sink only):
+# for each round, each binary in turn serves a fresh database, wrk sends a burst of typical
+# deliveries at 64 connections, and the script waits until the ledger is drained. Alternating
+# the binaries within one run is what makes a few percent visible on a noisy machine.
+#
+#   scripts/bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]      # e.g. a copy of target/release/terra-sink
+#
+# Prints one line per run: deliveries, end-to-end rate (first receipt .. last processed_at) and
+# the seconds the drain took after the last receipt. Settings: AB_SECS (burst length, default
+# 20), AB_CONNECTIONS (default 64), AB_ENV (extra VAR=value for both servers), BENCH_PG (server
+# URL without a database, default postgres://postgres@127.0.0.1:5432; loopback only). The bodies
+# come from target/release/examples/bench_bodies (build it first). Everything runs on 127.0.0.1,
+# every load is bounded, and the scratch database terra_sink_ab_<pid> is dropped at the end.
+set -euo pipefail
+exec </dev/null
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+[[ $# -ge 2 ]] || { sed -n '2,13p' "$0"; exit 2; }
+bins=("$1" "$2")
+rounds=${3:-3}
+secs=${AB_SECS:-20}
+connections=${AB_CONNECTIONS:-64}
+pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+[[ $pg =~ ^postgres(ql)?://[^/]*(127\.0\.0\.1|localhost)(:[0-9]+)?$ ]] ||
+    { echo "BENCH_PG must be a loopback server URL without a database" >&2; exit 2; }
+db=terra_sink_ab_$$
+work=$(mktemp -d)
+secret="whsec_ab_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+pid=
+
+sql() { PGOPTIONS='-c client_min_messages=warning' psql -XAtq -v ON_ERROR_STOP=1 "$pg/$1" -c "$2"; }
+stop() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=; }
+cleanup() { stop || true; sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" --kind typical \
+    --count 100000 --users 1000 --out "$work/typical.tsv" >/dev/null
+
+run() {
+    local bin=$1 port
+    # A database per run, so no run finds another's rows or dead tuples.
+    sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+    sql postgres "CREATE DATABASE $db"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # shellcheck disable=SC2086 # AB_ENV is a list of VAR=value words
+    (cd "$work" && exec env DATABASE_URL="$pg/$db" TERRA_SIGNING_SECRET="$secret" \
+        TERRA_SINK_BIND="127.0.0.1:$port" RUST_LOG=warn ${AB_ENV:-} "$bin" serve) \
+        >>"$work/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+    local ready
+    ready=$(mktemp -d "$work/ready.XXXX")
+    wrk -t 2 -c "$connections" -d "${secs}s" --timeout 30s -s "$root/scripts/bench/deliveries.lua" \
+        "http://127.0.0.1:$port/webhooks/terra" -- "$work/typical.tsv" "ab-$$-$RANDOM" 2 "$ready" \
+        >/dev/null
+    while [[ $(sql "$db" "SELECT count(*) FROM terra.deliveries WHERE status = 'pending'
+                 OR (status = 'failed' AND next_attempt_at <= now())") != 0 ]]; do
+        sleep 0.5
+    done
+    sql "$db" "SELECT format('%s deliveries, %s/s end to end, drained %s s after the last receipt',
+        count(*), round(count(*) / extract(epoch FROM max(processed_at) - min(received_at))),
+        round(extract(epoch FROM max(processed_at) - max(received_at))::numeric, 1))
+        FROM terra.deliveries"
+    stop
+}
+
+for round in $(seq "$rounds"); do
+    for which in 0 1; do
+        printf '%s round %s: %s\n' "$([[ $which == 0 ]] && echo A || echo B)" "$round" \
+            "$(run "${bins[$which]}")"
+    done
+done
