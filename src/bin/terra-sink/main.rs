@@ -57,9 +57,9 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line for a person (`{:#}`: each context, then its cause); log collectors
-            // reading JSON also get it as an event.
-            let message = format!("{err:#}");
+            // One line for a person (each context, then its cause); log collectors reading
+            // JSON also get it as an event.
+            let message = one_line(&err);
             if format == LogFormat::Json {
                 tracing::error!("{message}");
             }
@@ -70,6 +70,22 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `err` and its causes on one line, like `{:#}`, but a cause whose text the line already ends
+/// with is not repeated (many errors quote their source in their own message).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// A command line clap refused: the variable's name when the value came from the environment.
@@ -83,5 +99,31 @@ fn usage_error(err: &clap::Error, argv: &[OsString], sources: &sources::Sources)
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("cannot apply the migrations: {0}")]
+        Quoting(#[source] Inner),
+        #[error("cannot apply the migrations")]
+        Plain(#[source] Inner),
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("relation \"deliveries\" already exists")]
+    struct Inner;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_said_once() {
+        let quoting = anyhow::Error::new(Outer::Quoting(Inner)).context("serve");
+        let plain = anyhow::Error::new(Outer::Plain(Inner)).context("serve");
+        let expected = "serve: cannot apply the migrations: relation \"deliveries\" already exists";
+        assert_eq!(one_line(&quoting), expected);
+        assert_eq!(one_line(&plain), expected);
     }
 }
