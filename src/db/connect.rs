@@ -144,8 +144,8 @@ pub fn parse_url(url: &SecretString) -> Result<PgConnectOptions, DbError> {
 }
 
 /// With no TLS mode asked for, a server on this machine is reached without TLS: the
-/// default `prefer` would encrypt every body on a path no one else can see (about a tenth
-/// of the CPU a delivery costs). Any `sslmode` given is kept as it is.
+/// default `prefer` would encrypt every body, on both sides, on a path no one else can read.
+/// Any `sslmode` given is kept as it is.
 fn plain_on_loopback(options: PgConnectOptions, asked: bool) -> PgConnectOptions {
     let loopback = options.get_host() == "localhost"
         || options
