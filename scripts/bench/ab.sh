@@ -30,8 +30,14 @@ secret="whsec_ab_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 pid=
 
 sql() { PGOPTIONS='-c client_min_messages=warning' psql -XAtq -v ON_ERROR_STOP=1 "$pg/$1" -c "$2"; }
-stop() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=; }
-cleanup() { stop || true; sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; rm -rf "$work"; }
+stop() {
+    if [[ -n $pid ]]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    pid=
+}
+cleanup() { stop; sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" --kind typical \
