@@ -143,7 +143,7 @@ impl Server {
             self.state.metrics.clone(),
         )
         .yielding_to(self.state.ledger.load());
-        let workers = processor.spawn(self.wake.clone(), stop_rx.clone());
+        let workers = processor.spawn(self.wake.clone(), stop_rx.clone())?;
         let upkeep = tokio::spawn(ledger::maintain(
             self.state.pool.clone(),
             self.retention,
@@ -179,9 +179,7 @@ impl Server {
         if let Some(task) = metrics_task {
             task.await.map_err(std::io::Error::other)??;
         }
-        for task in workers {
-            task.await.map_err(std::io::Error::other)?;
-        }
+        workers.join().await.map_err(std::io::Error::other)?;
         upkeep.await.map_err(std::io::Error::other)?;
         if let Some(task) = reconcile {
             task.await.map_err(std::io::Error::other)?;

@@ -6,17 +6,22 @@
 #
 #   scripts/bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]      # e.g. a copy of target/release/terra-sink
 #
-# Prints one line per run: deliveries, end-to-end rate (first receipt .. last processed_at) and
-# the seconds the drain took after the last receipt. Settings: AB_SECS (burst length, default
-# 20), AB_CONNECTIONS (default 64), AB_ENV (extra VAR=value for both servers), BENCH_PG (server
-# URL without a database, default postgres://postgres@127.0.0.1:5432; loopback only). The bodies
-# come from target/release/examples/bench_bodies (build it first). Everything runs on 127.0.0.1,
-# every load is bounded, and the scratch database terra_sink_ab_<pid> is dropped at the end.
+# Prints one line per run: the burst as wrk saw it (acknowledged/s, p99), how many deliveries
+# were typed by the end of the burst, then deliveries, end-to-end rate (first receipt .. last
+# processed_at) and the seconds the drain took after the last receipt. Settings: AB_SECS (burst
+# length, default 20), AB_CONNECTIONS (default 64), AB_ENV (extra VAR=value for both servers),
+# AB_ENV_A / AB_ENV_B (for one side only: the same binary twice compares two settings),
+# AB_NODRAIN=1 (the burst only, no wait for the typed rows), AB_STATEMENTS=N (when the server
+# preloads pg_stat_statements: the N statements that took most time in each run), BENCH_PG
+# (server URL without a database, default postgres://postgres@127.0.0.1:5432; loopback only).
+# The bodies come from target/release/examples/bench_bodies (build it first). Everything runs on
+# 127.0.0.1, every load is bounded, and the scratch database terra_sink_ab_<pid> is dropped at
+# the end.
 set -euo pipefail
 exec </dev/null
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[[ $# -ge 2 ]] || { sed -n '2,13p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,18p' "$0"; exit 2; }
 bins=("$1" "$2")
 rounds=${3:-3}
 secs=${AB_SECS:-20}
@@ -43,37 +48,57 @@ trap cleanup EXIT
 TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" --kind typical \
     --count 100000 --users 1000 --out "$work/typical.tsv" >/dev/null
 
+# wrk_field LINE KEY: one key=value field of wrk's WRK_RESULT line.
+wrk_field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
 run() {
-    local bin=$1 port
+    local bin=$1 side_env=$2 port line statements=${AB_STATEMENTS:-0}
     # A database per run, so no run finds another's rows or dead tuples.
     sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
     sql postgres "CREATE DATABASE $db"
+    if ((statements > 0)); then sql "$db" "CREATE EXTENSION pg_stat_statements"; fi
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    # shellcheck disable=SC2086 # AB_ENV is a list of VAR=value words
+    # shellcheck disable=SC2086 # AB_ENV and the side's settings are lists of VAR=value words
     (cd "$work" && exec env DATABASE_URL="$pg/$db" TERRA_SIGNING_SECRET="$secret" \
-        TERRA_SINK_BIND="127.0.0.1:$port" RUST_LOG=warn ${AB_ENV:-} "$bin" serve) \
+        TERRA_SINK_BIND="127.0.0.1:$port" RUST_LOG=warn ${AB_ENV:-} $side_env "$bin" serve) \
         >>"$work/server.log" 2>&1 &
     pid=$!
     for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+    if ((statements > 0)); then sql "$db" "SELECT pg_stat_statements_reset()" >/dev/null; fi
     local ready
     ready=$(mktemp -d "$work/ready.XXXX")
-    wrk -t 2 -c "$connections" -d "${secs}s" --timeout 30s -s "$root/scripts/bench/deliveries.lua" \
-        "http://127.0.0.1:$port/webhooks/terra" -- "$work/typical.tsv" "ab-$$-$RANDOM" 2 "$ready" \
-        >/dev/null
-    while [[ $(sql "$db" "SELECT count(*) FROM terra.deliveries WHERE status = 'pending'
-                 OR (status = 'failed' AND next_attempt_at <= now())") != 0 ]]; do
-        sleep 0.5
-    done
-    sql "$db" "SELECT format('%s deliveries, %s/s end to end, drained %s s after the last receipt',
-        count(*), round(count(*) / extract(epoch FROM max(processed_at) - min(received_at))),
-        round(extract(epoch FROM max(processed_at) - max(received_at))::numeric, 1))
-        FROM terra.deliveries"
+    line=$(wrk -t 2 -c "$connections" -d "${secs}s" --timeout 30s \
+        -s "$root/scripts/bench/deliveries.lua" "http://127.0.0.1:$port/webhooks/terra" \
+        -- "$work/typical.tsv" "ab-$$-$RANDOM" 2 "$ready" | grep '^WRK_RESULT')
+    printf 'burst %s/s acked, p99 %s ms, %s typed by its end; ' \
+        "$(($(wrk_field "$line" requests) * 1000000 / $(wrk_field "$line" duration_us)))" \
+        "$(($(wrk_field "$line" p99_us) / 1000))" \
+        "$(sql "$db" "SELECT count(*) FROM terra.deliveries WHERE status = 'done'")"
+    if [[ -z ${AB_NODRAIN:-} ]]; then
+        while [[ $(sql "$db" "SELECT count(*) FROM terra.deliveries WHERE status = 'pending'
+                     OR (status = 'failed' AND next_attempt_at <= now())") != 0 ]]; do
+            sleep 0.5
+        done
+        sql "$db" "SELECT format('%s deliveries, %s/s end to end, drained %s s after the last receipt',
+            count(*), round(count(*) / extract(epoch FROM max(processed_at) - min(received_at))),
+            round(extract(epoch FROM max(processed_at) - max(received_at))::numeric, 1))
+            FROM terra.deliveries"
+    else
+        echo "not drained"
+    fi
     stop
+    if ((statements > 0)); then
+        sql "$db" "SELECT format('  %s ms %s calls: %s', round(total_exec_time), calls,
+                left(regexp_replace(query, '\s+', ' ', 'g'), 100))
+            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$db')
+            ORDER BY total_exec_time DESC LIMIT $statements"
+    fi
 }
 
+sides=("${AB_ENV_A:-}" "${AB_ENV_B:-}")
 for round in $(seq "$rounds"); do
     for which in 0 1; do
         printf '%s round %s: %s\n' "$([[ $which == 0 ]] && echo A || echo B)" "$round" \
-            "$(run "${bins[$which]}")"
+            "$(run "${bins[$which]}" "${sides[$which]}")"
     done
 done

@@ -283,14 +283,60 @@ impl Processor {
     /// Runs `concurrency` workers until `stop` turns true. `wake` is signalled when new
     /// deliveries are stored here, so work received here starts at once; work received by
     /// other instances is found by polling.
+    ///
+    /// The workers get a runtime of their own, whose threads run at a lower CPU priority, and
+    /// connections of their own: the CPU work of a batch around its statements (encoding
+    /// thousands of values, reading back bodies) then never holds up a request handler on a
+    /// busy core, and a request never waits for a connection a batch holds.
     pub fn spawn(
         &self,
         wake: Arc<Notify>,
         stop: watch::Receiver<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..self.config.concurrency)
-            .map(|_| tokio::spawn(self.clone().run(wake.clone(), stop.clone())))
-            .collect()
+    ) -> std::io::Result<Workers> {
+        let concurrency = self.config.concurrency;
+        if concurrency == 0 {
+            return Ok(Workers::default());
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(concurrency.min(cores))
+            .thread_name("terra-process")
+            .on_thread_start(lower_this_threads_priority)
+            .enable_all()
+            .build()?;
+        // A connection belongs to the runtime that opens it: open the workers' ones on theirs.
+        let processor = {
+            let _entered = runtime.enter();
+            self.with_own_connections()
+        };
+        let tasks = (0..concurrency)
+            .map(|_| runtime.spawn(processor.clone().run(wake.clone(), stop.clone())))
+            .collect();
+        Ok(Workers {
+            runtime: Some(runtime),
+            pool: Some(processor.pool),
+            tasks,
+        })
+    }
+
+    /// This processor over a pool of its own, with one connection per worker and one spare.
+    fn with_own_connections(&self) -> Self {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .application_name("terra-sink processing");
+        let connections = u32::try_from(self.config.concurrency)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        let pool = self
+            .pool
+            .options()
+            .clone()
+            .max_connections(connections)
+            .connect_lazy_with(options);
+        Self {
+            pool,
+            ..self.clone()
+        }
     }
 
     async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
@@ -347,6 +393,37 @@ impl Processor {
         load.wait_while_busy(last_batch + self.config.yield_to_ingest)
             .await;
         self.metrics.yielded_to_ingest(started.elapsed());
+    }
+}
+
+/// Workers started by [`Processor::spawn`]: their runtime, connections and tasks.
+#[derive(Debug, Default)]
+pub struct Workers {
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Option<PgPool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Waits until every worker has stopped (they stop when told to, after the batch they
+    /// hold), then closes their connections and ends their runtime.
+    pub async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+        for task in std::mem::take(&mut self.tasks) {
+            task.await?;
+        }
+        if let Some(pool) = self.pool.take() {
+            pool.close().await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its threads, which an async caller may not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

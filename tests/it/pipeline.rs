@@ -116,6 +116,52 @@ async fn deliveries_acknowledged_before_a_stop_are_processed_after_restart(pool:
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn processing_has_its_own_connections_and_lower_priority_threads(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let res = app.deliver(&daily("u1", "2026-11-02", 10), &[]).await;
+    assert_eq!(res.status(), 200);
+    eventually("delivery processed", || async {
+        count_status(&pool, "done").await == 1
+    })
+    .await;
+    let own: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'terra-sink processing'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(own >= 1, "no connection of the workers' own");
+    #[cfg(target_os = "linux")]
+    {
+        let nices = thread_nices("terra-process");
+        assert!(!nices.is_empty(), "no processing thread");
+        assert!(nices.iter().all(|&n| n == 10), "{nices:?}");
+    }
+    app.stop().await;
+}
+
+/// The nice values of this process's threads named `name` (Linux).
+#[cfg(target_os = "linux")]
+fn thread_nices(name: &str) -> Vec<i64> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        // A thread may end between the two reads.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // After "pid (comm) ", the 17th field is the nice value (proc(5), field 19).
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        nices.push(after_comm.split(' ').nth(16).unwrap().parse().unwrap());
+    }
+    nices
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn two_instances_drain_one_ledger_exactly_once(pool: PgPool) {
     let receiver = TestApp::spawn_with(pool.clone(), receive_only()).await;
     let days: Vec<String> = (0..120)

@@ -935,7 +935,8 @@ pub fn secret_problem(secret: &str) -> Option<String> {
         "secret",
         "todo",
     ];
-    let is_template = (secret.starts_with('<') && secret.ends_with('>')) || secret.contains("${");
+    let is_template =
+        (secret.starts_with('<') && secret.ends_with('>')) || names_a_variable(secret);
     if is_template
         || PLACEHOLDERS.iter().any(|p| {
             normalised == *p
@@ -952,6 +953,19 @@ pub fn secret_problem(secret: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// Whether `text` holds a shell-style `${NAME}` reference that was never expanded.
+fn names_a_variable(text: &str) -> bool {
+    text.match_indices("${").any(|(at, _)| {
+        let rest = &text[at + 2..];
+        rest.find('}').is_some_and(|end| {
+            end > 0
+                && rest[..end]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    })
 }
 
 /// The problems with the signing secrets (empty when they are all usable). Never quotes a secret.
@@ -1175,12 +1189,18 @@ mod tests {
             "replace-me-with-the-terra-secret",
             "whsec_replace_me",
             "${TERRA_SIGNING_SECRET}",
+            "whsec_${TERRA_SECRET}",
             "abc",
             "whsec_x",
         ] {
             assert!(secret_problem(bad).is_some(), "{bad} accepted");
         }
-        for good in [GOOD_A, "0123456789abcdef", "a-real-looking-secret-value"] {
+        for good in [
+            GOOD_A,
+            "0123456789abcdef",
+            "a-real-looking-secret-value",
+            "k3${q9-Zx}7Lm${2pW",
+        ] {
             assert_eq!(secret_problem(good), None, "{good} refused");
         }
         let args = serve_args(&[
