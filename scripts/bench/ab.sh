@@ -22,7 +22,8 @@ exec </dev/null
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 [[ $# -ge 2 ]] || { sed -n '2,18p' "$0"; exit 2; }
-bins=("$1" "$2")
+# Absolute paths: each server starts in a scratch folder.
+bins=("$(realpath "$1")" "$(realpath "$2")")
 rounds=${3:-3}
 secs=${AB_SECS:-20}
 connections=${AB_CONNECTIONS:-64}
