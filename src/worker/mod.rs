@@ -288,7 +288,7 @@ impl Processor {
     /// connections of their own: the CPU work of a batch around its statements (encoding
     /// thousands of values, reading back bodies) then never holds up a request handler on a
     /// busy core, and a request never waits for a connection a batch holds.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &self,
         wake: Arc<Notify>,
         stop: watch::Receiver<bool>,
@@ -398,7 +398,7 @@ impl Processor {
 
 /// Workers started by [`Processor::spawn`]: their runtime, connections and tasks.
 #[derive(Debug, Default)]
-pub struct Workers {
+pub(crate) struct Workers {
     runtime: Option<tokio::runtime::Runtime>,
     pool: Option<PgPool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -407,7 +407,7 @@ pub struct Workers {
 impl Workers {
     /// Waits until every worker has stopped (they stop when told to, after the batch they
     /// hold), then closes their connections and ends their runtime.
-    pub async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+    pub(crate) async fn join(mut self) -> Result<(), tokio::task::JoinError> {
         for task in std::mem::take(&mut self.tasks) {
             task.await?;
         }
