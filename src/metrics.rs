@@ -97,6 +97,8 @@ pub struct Metrics {
     pub pool_idle_connections: Gauge,
     /// The pool's configured maximum.
     pub pool_max_connections: Gauge,
+    /// The same three for the workers' own pool.
+    pub processing_pool: [Gauge; 3],
     /// Seconds to process one batch of deliveries (see [`Metrics::observe_processing`]).
     pub processing_duration: Histogram,
     /// Seconds from a delivery's acknowledgement to its typed rows being committed.
@@ -127,6 +129,15 @@ fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str
     metric
 }
 
+/// A pool's open, idle and largest number of connections.
+fn pool_state(pool: &sqlx::PgPool) -> [i64; 3] {
+    [
+        i64::from(pool.size()),
+        i64::try_from(pool.num_idle()).unwrap_or(i64::MAX),
+        i64::from(pool.options().get_max_connections()),
+    ]
+}
+
 impl Metrics {
     /// Creates and registers every metric under the `terra_sink` prefix.
     pub fn new() -> Self {
@@ -146,6 +157,11 @@ impl Metrics {
             pool_connections: registered(r, "db_pool_connections", "Open connections in the database pool (read at scrape time)", Gauge::default()),
             pool_idle_connections: registered(r, "db_pool_idle_connections", "Open database connections not in use (read at scrape time); in use = open - idle", Gauge::default()),
             pool_max_connections: registered(r, "db_pool_max_connections", "Largest number of connections the database pool opens (TERRA_SINK_DB_MAX_CONNECTIONS)", Gauge::default()),
+            processing_pool: [
+                registered(r, "db_processing_pool_connections", "Open connections in the workers' own database pool (read at scrape time)", Gauge::default()),
+                registered(r, "db_processing_pool_idle_connections", "Open connections of the workers' pool not in use (read at scrape time)", Gauge::default()),
+                registered(r, "db_processing_pool_max_connections", "Largest number of connections the workers' pool opens (TERRA_SINK_WORKERS + 1)", Gauge::default()),
+            ],
             // 1 ms .. ~65 s.
             processing_duration: registered(r, "processing_duration_seconds", "Time to process one batch of ledger deliveries into typed rows, commit included", Histogram::new(exponential_buckets(0.001, 2.0, 17))),
             // 10 ms .. ~23 h: a backlog can take hours to drain.
@@ -211,11 +227,17 @@ impl Metrics {
 
     /// Records the database pool's state (call at scrape time).
     pub fn set_pool(&self, pool: &sqlx::PgPool) {
-        let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
-        self.pool_connections.set(i64::from(pool.size()));
+        let [open, idle, max] = pool_state(pool);
+        self.pool_connections.set(open);
         self.pool_idle_connections.set(idle);
-        self.pool_max_connections
-            .set(i64::from(pool.options().get_max_connections()));
+        self.pool_max_connections.set(max);
+    }
+
+    /// Records the state of the workers' own pool (call at scrape time).
+    pub fn set_processing_pool(&self, pool: &sqlx::PgPool) {
+        for (gauge, value) in self.processing_pool.iter().zip(pool_state(pool)) {
+            gauge.set(value);
+        }
     }
 
     /// Records how long one processing batch took, from claim to commit.

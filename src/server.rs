@@ -79,6 +79,7 @@ impl Server {
             }),
             metrics,
             ledger,
+            processing_pool: Arc::default(),
         };
         let listener = TcpListener::bind(config.bind).await?;
         let metrics = match config.metrics_bind {
@@ -144,6 +145,9 @@ impl Server {
         )
         .yielding_to(self.state.ledger.load());
         let workers = processor.spawn(self.wake.clone(), stop_rx.clone())?;
+        if let Some(pool) = workers.pool() {
+            let _ = self.state.processing_pool.set(pool.clone());
+        }
         let upkeep = tokio::spawn(ledger::maintain(
             self.state.pool.clone(),
             self.retention,

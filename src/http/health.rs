@@ -54,13 +54,16 @@ async fn diagnose(state: &AppState) -> Option<String> {
 
 /// `GET /metrics`: Prometheus text format. The backlog gauges are read from the ledger here (if
 /// the database does not answer quickly they keep their last value), the pool gauges from the
-/// pool.
+/// pools.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(Ok(backlog)) = tokio::time::timeout(READY_TIMEOUT, ledger::backlog(&state.pool)).await
     {
         state.metrics.set_backlog(&backlog);
     }
     state.metrics.set_pool(&state.pool);
+    if let Some(pool) = state.processing_pool.get() {
+        state.metrics.set_processing_pool(pool);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -47,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Writes deliveries to the ledger, many per commit.
     pub ledger: crate::ledger::GroupCommit,
+    /// The workers' own pool, once they run (for the metrics).
+    pub processing_pool: Arc<std::sync::OnceLock<PgPool>>,
 }
 
 /// The main router: the webhook path, `/healthz`, `/readyz` and, unless served elsewhere,

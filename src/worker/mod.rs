@@ -405,6 +405,11 @@ pub(crate) struct Workers {
 }
 
 impl Workers {
+    /// The workers' own pool (none when no worker runs).
+    pub(crate) fn pool(&self) -> Option<&PgPool> {
+        self.pool.as_ref()
+    }
+
     /// Waits until every worker has stopped (they stop when told to, after the batch they
     /// hold), then closes their connections and ends their runtime.
     pub(crate) async fn join(mut self) -> Result<(), tokio::task::JoinError> {

@@ -47,6 +47,11 @@ async fn metrics_expose_build_info_the_pool_and_the_processing_histograms(pool: 
         (1..=5).contains(&open),
         "the scrape itself used a connection: {open}"
     );
+    // The workers' own pool: one connection per worker (2 by default) and one spare.
+    assert!(
+        text.contains("terra_sink_db_processing_pool_max_connections 3"),
+        "{text}"
+    );
     for histogram in [
         "terra_sink_processing_duration_seconds",
         "terra_sink_ack_to_typed_lag_seconds",
