@@ -304,7 +304,8 @@ impl Processor {
             .on_thread_start(lower_this_threads_priority)
             .enable_all()
             .build()?;
-        // A connection belongs to the runtime that opens it: open the workers' ones on theirs.
+        // I/O stays with the runtime it started on: the pool's upkeep tasks start on the one
+        // entered here, and the workers open its connections on theirs.
         let processor = {
             let _entered = runtime.enter();
             self.with_own_connections()
