@@ -91,14 +91,10 @@ pub struct Metrics {
     pub backlog: Family<BacklogLabels, Gauge>,
     /// Age of the oldest delivery waiting to be processed, read at scrape time.
     pub backlog_oldest_age: Gauge<f64, AtomicU64>,
-    /// Open connections in the database pool, read at scrape time.
-    pub pool_connections: Gauge,
-    /// Open connections not in use, read at scrape time.
-    pub pool_idle_connections: Gauge,
-    /// The pool's configured maximum.
-    pub pool_max_connections: Gauge,
-    /// The same three for the workers' own pool.
-    pub processing_pool: [Gauge; 3],
+    /// The request path's database pool, read at scrape time.
+    pub pool: PoolGauges,
+    /// The workers' own database pool, read at scrape time.
+    pub processing_pool: PoolGauges,
     /// Seconds to process one batch of deliveries (see [`Metrics::observe_processing`]).
     pub processing_duration: Histogram,
     /// Seconds from a delivery's acknowledgement to its typed rows being committed.
@@ -129,13 +125,35 @@ fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str
     metric
 }
 
-/// A pool's open, idle and largest number of connections.
-fn pool_state(pool: &sqlx::PgPool) -> [i64; 3] {
-    [
-        i64::from(pool.size()),
-        i64::try_from(pool.num_idle()).unwrap_or(i64::MAX),
-        i64::from(pool.options().get_max_connections()),
-    ]
+/// Open, idle and largest number of connections of one database pool.
+#[derive(Debug, Default)]
+pub struct PoolGauges {
+    /// Open connections.
+    pub connections: Gauge,
+    /// Open connections not in use (in use = open - idle).
+    pub idle_connections: Gauge,
+    /// The pool's configured maximum.
+    pub max_connections: Gauge,
+}
+
+impl PoolGauges {
+    /// Registers `<prefix>_connections`, `<prefix>_idle_connections` and
+    /// `<prefix>_max_connections` for `what`, whose maximum is set by `max_setting`.
+    fn registered(r: &mut Registry, prefix: &str, what: &str, max_setting: &str) -> Self {
+        Self {
+            connections: registered(r, &format!("{prefix}_connections"), &format!("Open connections in {what} (read at scrape time)"), Gauge::default()),
+            idle_connections: registered(r, &format!("{prefix}_idle_connections"), &format!("Open connections of {what} not in use (read at scrape time); in use = open - idle"), Gauge::default()),
+            max_connections: registered(r, &format!("{prefix}_max_connections"), &format!("Largest number of connections {what} opens ({max_setting})"), Gauge::default()),
+        }
+    }
+
+    fn set(&self, pool: &sqlx::PgPool) {
+        self.connections.set(i64::from(pool.size()));
+        self.idle_connections
+            .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+        self.max_connections
+            .set(i64::from(pool.options().get_max_connections()));
+    }
 }
 
 impl Metrics {
@@ -154,14 +172,8 @@ impl Metrics {
             downloads: registered(r, "s3_downloads", "Ping-mode (s3_payload) downloads by outcome: ok, timeout, too_large, status, transport, refused", Family::<ProcessedLabels, Counter>::default()),
             backlog: registered(r, "backlog", "Deliveries waiting to be processed into typed rows, by state (read at scrape time)", Family::<BacklogLabels, Gauge>::default()),
             backlog_oldest_age: registered(r, "backlog_oldest_age_seconds", "Age of the oldest delivery waiting to be processed (read at scrape time)", Gauge::<f64, AtomicU64>::default()),
-            pool_connections: registered(r, "db_pool_connections", "Open connections in the database pool (read at scrape time)", Gauge::default()),
-            pool_idle_connections: registered(r, "db_pool_idle_connections", "Open database connections not in use (read at scrape time); in use = open - idle", Gauge::default()),
-            pool_max_connections: registered(r, "db_pool_max_connections", "Largest number of connections the database pool opens (TERRA_SINK_DB_MAX_CONNECTIONS)", Gauge::default()),
-            processing_pool: [
-                registered(r, "db_processing_pool_connections", "Open connections in the workers' own database pool (read at scrape time)", Gauge::default()),
-                registered(r, "db_processing_pool_idle_connections", "Open connections of the workers' pool not in use (read at scrape time)", Gauge::default()),
-                registered(r, "db_processing_pool_max_connections", "Largest number of connections the workers' pool opens (TERRA_SINK_WORKERS + 1)", Gauge::default()),
-            ],
+            pool: PoolGauges::registered(r, "db_pool", "the database pool", "TERRA_SINK_DB_MAX_CONNECTIONS"),
+            processing_pool: PoolGauges::registered(r, "db_processing_pool", "the workers' own database pool", "TERRA_SINK_WORKERS + 1"),
             // 1 ms .. ~65 s.
             processing_duration: registered(r, "processing_duration_seconds", "Time to process one batch of ledger deliveries into typed rows, commit included", Histogram::new(exponential_buckets(0.001, 2.0, 17))),
             // 10 ms .. ~23 h: a backlog can take hours to drain.
@@ -227,17 +239,12 @@ impl Metrics {
 
     /// Records the database pool's state (call at scrape time).
     pub fn set_pool(&self, pool: &sqlx::PgPool) {
-        let [open, idle, max] = pool_state(pool);
-        self.pool_connections.set(open);
-        self.pool_idle_connections.set(idle);
-        self.pool_max_connections.set(max);
+        self.pool.set(pool);
     }
 
     /// Records the state of the workers' own pool (call at scrape time).
     pub fn set_processing_pool(&self, pool: &sqlx::PgPool) {
-        for (gauge, value) in self.processing_pool.iter().zip(pool_state(pool)) {
-            gauge.set(value);
-        }
+        self.processing_pool.set(pool);
     }
 
     /// Records how long one processing batch took, from claim to commit.
