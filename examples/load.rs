@@ -21,6 +21,9 @@
 //! shows in the figures instead of hiding behind fewer requests (coordinated omission). Give
 //! enough `--concurrency` for the rate; `behind_max` says how late the latest request started.
 //!
+//! `--timeline FILE` writes, for each second of the run (by when requests were due), how many
+//! were acknowledged and their p99 and max latency: a stall shows as the seconds it happened in.
+//!
 //! `--database-url URL` (loopback only) watches the server's ledger: how many deliveries still
 //! waited for their typed rows when the load ended, the oldest waiting delivery's age sampled
 //! every 50 ms until the ledger drained (at most `--drain-timeout` seconds, default 600), and
@@ -45,6 +48,8 @@ struct Args {
     /// The ledger of the server under load, to report how long deliveries wait to be typed.
     database_url: Option<SecretString>,
     drain_timeout: Duration,
+    /// Where to write each second's acknowledgements, p99 and max, by due time.
+    timeline: Option<PathBuf>,
 }
 
 /// One body to send and the `x-terra-ordering-timestamp` that goes with it.
@@ -86,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
     let (mut bodies, mut database_url) = (None, None);
     let (mut count, mut concurrency, mut rate) = (10_000u64, 32u64, None);
     let mut drain_timeout = 600u64;
+    let mut timeline = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -102,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--rate" => rate = Some(value()?.parse().map_err(|e| format!("--rate: {e}"))?),
             "--database-url" => database_url = Some(value()?),
+            "--timeline" => timeline = Some(PathBuf::from(value()?)),
             "--drain-timeout" => {
                 drain_timeout = value()?
                     .parse()
@@ -140,6 +147,7 @@ fn parse_args() -> Result<Args, String> {
         rate,
         database_url: database_url.map(SecretString::from),
         drain_timeout: Duration::from_secs(drain_timeout.min(3600)),
+        timeline,
     })
 }
 
@@ -262,6 +270,8 @@ fn now() -> i64 {
 #[derive(Default)]
 struct Report {
     latencies: Vec<Duration>,
+    /// Each acknowledged request's due time since the start of the run, with its latency.
+    timeline: Vec<(Duration, Duration)>,
     failures: u64,
     /// How much later than due the latest open-loop request was sent.
     behind_max: Duration,
@@ -307,7 +317,10 @@ async fn sender(run: Arc<Run>) -> Report {
             request = request.header("x-terra-ordering-timestamp", ts.to_string());
         }
         match request.body(body.bytes.clone()).send().await {
-            Ok(r) if r.status().is_success() => report.latencies.push(due.elapsed()),
+            Ok(r) if r.status().is_success() => {
+                report.latencies.push(due.elapsed());
+                report.timeline.push((due - run.started, due.elapsed()));
+            }
             _ => report.failures += 1,
         }
     }
@@ -475,6 +488,11 @@ async fn main() {
         }
         _ => String::new(),
     };
+    if let Some(path) = &run.args.timeline {
+        if let Err(e) = std::fs::write(path, timeline_tsv(&total.timeline)) {
+            fail(format!("--timeline {}: {e}", path.display()));
+        }
+    }
     print_summary(&run, total, elapsed, &ledger_line);
 }
 
@@ -487,6 +505,7 @@ async fn run_load(run: &Arc<Run>) -> Report {
     for task in tasks {
         let report = task.await.unwrap_or_default();
         total.latencies.extend(report.latencies);
+        total.timeline.extend(report.timeline);
         total.failures += report.failures;
         total.behind_max = total.behind_max.max(report.behind_max);
     }
@@ -516,6 +535,26 @@ async fn ledger_report(
         lag_p99,
         lag_max,
     })
+}
+
+/// One line per second of due time: `second acknowledged p99_ms max_ms`, tab-separated.
+fn timeline_tsv(timeline: &[(Duration, Duration)]) -> String {
+    let mut seconds: Vec<Vec<Duration>> = Vec::new();
+    for &(due, latency) in timeline {
+        let second = due.as_secs() as usize;
+        if seconds.len() <= second {
+            seconds.resize(second + 1, Vec::new());
+        }
+        seconds[second].push(latency);
+    }
+    let mut out = String::from("second\tacknowledged\tp99_ms\tmax_ms\n");
+    for (second, latencies) in seconds.iter_mut().enumerate() {
+        latencies.sort();
+        let max = latencies.last().copied().map_or(0.0, ms);
+        let p99 = percentile(latencies, 0.99);
+        out += &format!("{second}\t{}\t{p99:.2}\t{max:.2}\n", latencies.len());
+    }
+    out
 }
 
 fn print_summary(run: &Run, total: Report, elapsed: Duration, ledger_line: &str) {

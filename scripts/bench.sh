@@ -354,7 +354,8 @@ workload_open() {
 # the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s twice: once alone (baseline), once
 # with `terra-sink prune --older-than 30d` started 5 s in (the default 7-day dedupe window, so the
 # old ledger rows, which nothing references, go too). Reports the prune's wall time and the ack
-# p99 of both loads.
+# p99 of both loads. Each second's p99 of both loads goes to prune-without.tsv and prune-with.tsv
+# (the prune starts 5 s into the second), the prune's own log to prune.log.
 workload_prune() {
     local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count base out la
     local started ended prune_out
@@ -390,12 +391,13 @@ workload_prune() {
     bodies typical "$count" --out "$BENCH_OUT/work/prune.tsv" >/dev/null
     la=$(loadavg)
     base=$(TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
-        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$rate" --concurrency 128)
+        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$rate" --concurrency 128 \
+        --timeline "$BENCH_OUT/prune-without.tsv")
     log "prune: baseline $base"
     (
         sleep 5
         started=$(date +%s.%N)
-        prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" RUST_LOG=warn \
+        prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" RUST_LOG=info \
             "$BIN/terra-sink" prune --older-than 30d 2>"$BENCH_OUT/work/prune.err") ||
             prune_out="FAILED: $(tail -3 "$BENCH_OUT/work/prune.err")"
         ended=$(date +%s.%N)
@@ -403,8 +405,10 @@ workload_prune() {
     ) &
     local pruner=$!
     out=$(TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
-        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$rate" --concurrency 128)
+        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$rate" --concurrency 128 \
+        --timeline "$BENCH_OUT/prune-with.tsv")
     wait "$pruner"
+    cp "$BENCH_OUT/work/prune.err" "$BENCH_OUT/prune.log"
     log "prune: with prune $out"
     log "prune: $(cat "$BENCH_OUT/work/prune.out")"
     local took left

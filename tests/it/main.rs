@@ -13,6 +13,7 @@ mod erasure;
 mod header_limit;
 mod hostile;
 mod ingest;
+mod ledger_references;
 mod lifecycle;
 mod model_corpus;
 mod model_coverage;

@@ -223,12 +223,18 @@ async fn prune_forgets_superseded_ledger_rows_after_the_dedupe_window(pool: PgPo
 async fn every_reference_to_the_ledger_is_indexed(pool: PgPool) {
     // Removing a ledger row checks each referencing table: without an index, by a full scan.
     let unindexed: Vec<String> = sqlx::query_scalar(
-        "SELECT c.conrelid::regclass::text || '.' || a.attname
-         FROM pg_constraint c
-         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-         WHERE c.contype = 'f' AND c.confrelid = 'terra.deliveries'::regclass
-           AND NOT EXISTS (SELECT 1 FROM pg_index i
-                           WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1])
+        "WITH refs AS (
+             SELECT c.conrelid AS rel, c.conkey[1] AS col
+             FROM pg_constraint c
+             WHERE c.contype = 'f' AND c.confrelid = 'terra.deliveries'::regclass
+             UNION
+             SELECT r, (SELECT attnum FROM pg_attribute WHERE attrelid = r AND attname = 'event_id')
+             FROM terra.ledger_referencing_tables() AS r
+         )
+         SELECT refs.rel::regclass::text || '.' || a.attname
+         FROM refs JOIN pg_attribute a ON a.attrelid = refs.rel AND a.attnum = refs.col
+         WHERE NOT EXISTS (SELECT 1 FROM pg_index i
+                           WHERE i.indrelid = refs.rel AND i.indkey[0] = refs.col)
          ORDER BY 1",
     )
     .fetch_all(&pool)

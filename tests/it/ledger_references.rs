@@ -1,0 +1,212 @@
+//! Every typed and lifecycle row names the ledger row it came from (`event_id`). The rule is
+//! checked once per statement (`terra.ledger_rows_must_exist`,
+//! `terra.ledger_rows_must_be_unreferenced`) instead of by a foreign key per row: these tests
+//! hold it to what the foreign keys promised, concurrent writers included.
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::helpers::eventually;
+
+async fn ledger_row(pool: &PgPool, key: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO terra.deliveries (dedupe_key, received_at, body_sha256, body_size, shape, status)
+         VALUES ($1, now(), '\\x00', 1, 'ok', 'done') RETURNING id",
+    )
+    .bind(key)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+const REFER: &str = "INSERT INTO terra.auth_attempts (event_id, event_type, received_at)
+                     VALUES ($1, 'auth', now())";
+
+/// The SQLSTATE of a failed statement.
+fn code(result: Result<impl std::fmt::Debug, sqlx::Error>) -> String {
+    match result {
+        Err(sqlx::Error::Database(e)) => e.code().unwrap_or_default().into_owned(),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+}
+
+async fn connect(pool: &PgPool) -> (PgConnection, i32) {
+    let mut conn = pool.acquire().await.unwrap().detach();
+    let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    (conn, pid)
+}
+
+/// Waits until backend `waiter` waits for a lock `holder` holds.
+async fn blocked_by(pool: &PgPool, waiter: i32, holder: i32) {
+    eventually("a lock wait", || async {
+        sqlx::query_scalar::<_, bool>("SELECT $2 = ANY (pg_blocking_pids($1))")
+            .bind(waiter)
+            .bind(holder)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_row_naming_a_missing_ledger_row_is_refused(pool: PgPool) {
+    let id = ledger_row(&pool, "a").await;
+    let missing = id + 1000;
+    let insert = sqlx::query(REFER).bind(missing).execute(&pool).await;
+    assert_eq!(code(insert), "23503");
+    sqlx::query(REFER).bind(id).execute(&pool).await.unwrap();
+
+    let moved = sqlx::query("UPDATE terra.auth_attempts SET event_id = $1")
+        .bind(missing)
+        .execute(&pool)
+        .await;
+    assert_eq!(code(moved), "23503");
+    // Changing other columns checks nothing, as with a foreign key.
+    sqlx::query("UPDATE terra.auth_attempts SET reason = 'checked'")
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_referenced_ledger_row_cannot_be_removed(pool: PgPool) {
+    let (kept, free) = (
+        ledger_row(&pool, "kept").await,
+        ledger_row(&pool, "free").await,
+    );
+    sqlx::query(REFER).bind(kept).execute(&pool).await.unwrap();
+
+    let delete = sqlx::query("DELETE FROM terra.deliveries WHERE id = ANY ($1)")
+        .bind(vec![kept, free])
+        .execute(&pool)
+        .await;
+    assert_eq!(code(delete), "23503");
+    assert_eq!(
+        code(
+            sqlx::query("TRUNCATE terra.deliveries CASCADE")
+                .execute(&pool)
+                .await
+        ),
+        "23503"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM terra.deliveries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 2);
+
+    // Another isolation level could not see rows committed after its snapshot: refused.
+    let mut conn = pool.acquire().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let delete = sqlx::query("DELETE FROM terra.deliveries WHERE id = $1")
+        .bind(free)
+        .execute(&mut *tx)
+        .await;
+    assert_eq!(code(delete), "0A000");
+    tx.rollback().await.unwrap();
+
+    // Once nothing points at them, both go.
+    sqlx::query("DELETE FROM terra.auth_attempts")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let removed = sqlx::query("DELETE FROM terra.deliveries WHERE id = ANY ($1)")
+        .bind(vec![kept, free])
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(removed.rows_affected(), 2);
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_removal_waits_for_a_writer_naming_the_row_then_fails(pool: PgPool) {
+    let id = ledger_row(&pool, "a").await;
+    let (mut writer, writer_pid) = connect(&pool).await;
+    let (mut remover, remover_pid) = connect(&pool).await;
+    sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+    sqlx::query(REFER)
+        .bind(id)
+        .execute(&mut writer)
+        .await
+        .unwrap();
+
+    let removal = tokio::spawn(async move {
+        let result = sqlx::query("DELETE FROM terra.deliveries WHERE id = $1")
+            .bind(id)
+            .execute(&mut remover)
+            .await;
+        code(result)
+    });
+    blocked_by(&pool, remover_pid, writer_pid).await;
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    assert_eq!(removal.await.unwrap(), "23503");
+    let referenced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM terra.auth_attempts a JOIN terra.deliveries d ON d.id = a.event_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(referenced, 1);
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_writer_naming_a_row_being_removed_waits_then_fails(pool: PgPool) {
+    let id = ledger_row(&pool, "a").await;
+    let (mut writer, writer_pid) = connect(&pool).await;
+    let (mut remover, remover_pid) = connect(&pool).await;
+    sqlx::query("BEGIN").execute(&mut remover).await.unwrap();
+    sqlx::query("DELETE FROM terra.deliveries WHERE id = $1")
+        .bind(id)
+        .execute(&mut remover)
+        .await
+        .unwrap();
+
+    let write =
+        tokio::spawn(async move { code(sqlx::query(REFER).bind(id).execute(&mut writer).await) });
+    blocked_by(&pool, writer_pid, remover_pid).await;
+    sqlx::query("COMMIT").execute(&mut remover).await.unwrap();
+    assert_eq!(write.await.unwrap(), "23503");
+    let dangling: i64 = sqlx::query_scalar("SELECT count(*) FROM terra.auth_attempts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(dangling, 0);
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn every_event_id_names_a_ledger_row_by_rule(pool: PgPool) {
+    // A table with a bigint event_id carries either a foreign key to the ledger or both
+    // statement triggers; a new table that forgets both would hold dangling provenance.
+    let unchecked: Vec<String> = sqlx::query_scalar(
+        "SELECT c.oid::regclass::text
+         FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'terra'
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'event_id'
+                            AND a.atttypid = 'bigint'::regtype
+         WHERE c.relkind = 'r'
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint f
+                           WHERE f.conrelid = c.oid AND f.contype = 'f'
+                             AND f.confrelid = 'terra.deliveries'::regclass
+                             AND f.conkey[1] = a.attnum)
+           AND (SELECT count(*) FROM pg_trigger t
+                WHERE t.tgrelid = c.oid
+                  AND t.tgfoid = 'terra.ledger_rows_must_exist()'::regprocedure) <> 2
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(unchecked.is_empty(), "{unchecked:?}");
+    let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM terra.ledger_referencing_tables()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(checked, 13);
+}
