@@ -20,8 +20,8 @@
 #   drain  terra-sink only: BENCH_BACKLOG deliveries received with TERRA_SINK_WORKERS=0, then a
 #          restart with workers; rate = backlog / (restart .. last processed_at)
 #   prune  terra-sink only (not in the default set): BENCH_PRUNE_OLD processed deliveries 40-49
-#          days old, then the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s without and
-#          with `terra-sink prune --older-than 30d`: prune time, ack p99 of both
+#          days old, then the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s without,
+#          with `terra-sink prune --older-than 30d`, and without again: prune time, ack p99s
 #
 # Everything runs on 127.0.0.1; every load is bounded in time or count; each workload gets fresh
 # scratch databases (terra_sink_bench_<pid>, reference_receiver_bench_<pid>) that are dropped
@@ -351,16 +351,26 @@ workload_open() {
         "—" "—" "ack p99 ≤ 5 ms, lag p99 ≤ 1 s"
 }
 # prune: BENCH_PRUNE_OLD processed deliveries (4.8 KB bodies of hex digests) received 40-49 days ago, then
-# the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s twice: once alone (baseline), once
-# with `terra-sink prune --older-than 30d` started 5 s in (the default 7-day dedupe window, so the
-# old ledger rows, which nothing references, go too). Reports the prune's wall time and the ack
-# p99 of both loads. Each second's p99 of both loads goes to prune-without.tsv and prune-with.tsv
-# (the prune starts 5 s into the second), the prune's own log to prune.log.
+# the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s three times: alone, with
+# `terra-sink prune --older-than 30d` started 5 s in (the default 7-day dedupe window, so the
+# old ledger rows, which nothing references, go too), and alone again. Every load finds more
+# rows than the one before it, so the prune's is compared with the loads on both sides. Reports
+# the prune's wall time and the ack p99 of the three loads; each second's p99 goes to
+# prune-before.tsv, prune-with.tsv and prune-after.tsv, the prune's own log to prune.log.
+# One open loop of the prune workload after a checkpoint, so that none of the three loads meets
+# one the previous load's WAL requested; NAME's per-second p99 goes to prune-NAME.tsv.
+prune_load() {
+    local count=$1 name=$2
+    sql "$TS_DB" "CHECKPOINT" >/dev/null
+    TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
+        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$BENCH_OPEN_RATE" \
+        --concurrency 128 --timeline "$BENCH_OUT/prune-$name.tsv"
+}
 workload_prune() {
-    local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count base out la
+    local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count base out after la
     local started ended prune_out
     count=$((rate * secs))
-    log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, without and with prune"
+    log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, without, with prune, without"
     db_fresh "$TS_DB"
     start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
     sql "$TS_DB" "SELECT terra.add_body_partition(d, d + interval '1 day')
@@ -390,10 +400,8 @@ workload_prune() {
     log "prune: ledger holds $(sql "$TS_DB" "SELECT count(*) FROM terra.deliveries") rows, bodies $(sql "$TS_DB" "SELECT pg_size_pretty(sum(pg_total_relation_size(('terra.' || name)::regclass))) FROM terra.body_partitions")"
     bodies typical "$count" --out "$BENCH_OUT/work/prune.tsv" >/dev/null
     la=$(loadavg)
-    base=$(TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
-        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$rate" --concurrency 128 \
-        --timeline "$BENCH_OUT/prune-without.tsv")
-    log "prune: baseline $base"
+    base=$(prune_load "$count" before)
+    log "prune: without, before $base"
     (
         sleep 5
         started=$(date +%s.%N)
@@ -404,13 +412,13 @@ workload_prune() {
         echo "$(calc "$ended - $started" 2) $prune_out" >"$BENCH_OUT/work/prune.out"
     ) &
     local pruner=$!
-    out=$(TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
-        --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$rate" --concurrency 128 \
-        --timeline "$BENCH_OUT/prune-with.tsv")
+    out=$(prune_load "$count" with)
     wait "$pruner"
     cp "$BENCH_OUT/work/prune.err" "$BENCH_OUT/prune.log"
     log "prune: with prune $out"
     log "prune: $(cat "$BENCH_OUT/work/prune.out")"
+    after=$(prune_load "$count" after)
+    log "prune: without, after $after"
     local took left
     took=$(cut -d' ' -f1 "$BENCH_OUT/work/prune.out")
     left=$(sql "$TS_DB" "SELECT count(*) FROM terra.delivery_bodies WHERE received_at < now() - interval '30 days'")
@@ -419,7 +427,7 @@ workload_prune() {
     stop_servers
     db_drop "$TS_DB"
     row "prune of $(int "$old") old deliveries during open loop $rate/s" \
-        "prune took $took s ($(cut -d' ' -f2- "$BENCH_OUT/work/prune.out")); ack p99 $(ms "$(field "$out" p99)"), max $(ms "$(field "$out" max)") with the prune vs $(ms "$(field "$base" p99)"), max $(ms "$(field "$base" max)") without (load $la)" \
+        "prune took $took s ($(cut -d' ' -f2- "$BENCH_OUT/work/prune.out")); ack p99 $(ms "$(field "$out" p99)"), max $(ms "$(field "$out" max)") with the prune vs $(ms "$(field "$base" p99)") (max $(ms "$(field "$base" max)")) before and $(ms "$(field "$after" p99)") (max $(ms "$(field "$after" max)")) after, without (load $la)" \
         "—" "—" "prune time flat in ledger size; ack p99 unchanged"
 }
 
