@@ -26,8 +26,9 @@ DECLARE
     locked  bigint;
     missing bigint;
 BEGIN
-    -- An update checks every row it wrote, not only those whose event_id changed: these tables
-    -- are only ever updated by a newer delivery, which changes it.
+    -- An update checks every row it wrote, not only those whose event_id changed: nearly every
+    -- update of these tables comes from a newer delivery, which changes it, and comparing with
+    -- the old rows would mean capturing them too.
     SELECT array_agg(DISTINCT n.event_id) INTO ids FROM new_rows n WHERE n.event_id IS NOT NULL;
     IF ids IS NULL THEN
         RETURN NULL;
