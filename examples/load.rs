@@ -269,9 +269,8 @@ fn now() -> i64 {
 /// What one sender task saw.
 #[derive(Default)]
 struct Report {
-    latencies: Vec<Duration>,
-    /// Each acknowledged request's due time since the start of the run, with its latency.
-    timeline: Vec<(Duration, Duration)>,
+    /// Each acknowledged request's due time since the start of the run, and its latency.
+    acknowledged: Vec<(Duration, Duration)>,
     failures: u64,
     /// How much later than due the latest open-loop request was sent.
     behind_max: Duration,
@@ -318,8 +317,7 @@ async fn sender(run: Arc<Run>) -> Report {
         }
         match request.body(body.bytes.clone()).send().await {
             Ok(r) if r.status().is_success() => {
-                report.latencies.push(due.elapsed());
-                report.timeline.push((due - run.started, due.elapsed()));
+                report.acknowledged.push((due - run.started, due.elapsed()));
             }
             _ => report.failures += 1,
         }
@@ -489,7 +487,7 @@ async fn main() {
         _ => String::new(),
     };
     if let Some(path) = &run.args.timeline {
-        if let Err(e) = std::fs::write(path, timeline_tsv(&total.timeline)) {
+        if let Err(e) = std::fs::write(path, timeline_tsv(&total.acknowledged)) {
             fail(format!("--timeline {}: {e}", path.display()));
         }
     }
@@ -504,8 +502,7 @@ async fn run_load(run: &Arc<Run>) -> Report {
     let mut total = Report::default();
     for task in tasks {
         let report = task.await.unwrap_or_default();
-        total.latencies.extend(report.latencies);
-        total.timeline.extend(report.timeline);
+        total.acknowledged.extend(report.acknowledged);
         total.failures += report.failures;
         total.behind_max = total.behind_max.max(report.behind_max);
     }
@@ -538,9 +535,9 @@ async fn ledger_report(
 }
 
 /// One line per second of due time: `second acknowledged p99_ms max_ms`, tab-separated.
-fn timeline_tsv(timeline: &[(Duration, Duration)]) -> String {
+fn timeline_tsv(acknowledged: &[(Duration, Duration)]) -> String {
     let mut seconds: Vec<Vec<Duration>> = Vec::new();
-    for &(due, latency) in timeline {
+    for &(due, latency) in acknowledged {
         let second = due.as_secs() as usize;
         if seconds.len() <= second {
             seconds.resize(second + 1, Vec::new());
@@ -558,7 +555,7 @@ fn timeline_tsv(timeline: &[(Duration, Duration)]) -> String {
 }
 
 fn print_summary(run: &Run, total: Report, elapsed: Duration, ledger_line: &str) {
-    let mut latencies = total.latencies;
+    let mut latencies: Vec<Duration> = total.acknowledged.iter().map(|&(_, l)| l).collect();
     latencies.sort();
     let bytes = run.bodies.iter().map(|b| b.bytes.len()).sum::<usize>() / run.bodies.len().max(1);
     let source = match &run.args.bodies {

@@ -21,6 +21,10 @@ async fn ledger_row(pool: &PgPool, key: &str) -> i64 {
 const REFER: &str = "INSERT INTO terra.auth_attempts (event_id, event_type, received_at)
                      VALUES ($1, 'auth', now())";
 
+async fn count(pool: &PgPool, query: &str) -> i64 {
+    sqlx::query_scalar(query).fetch_one(pool).await.unwrap()
+}
+
 /// The SQLSTATE of a failed statement.
 fn code(result: Result<impl std::fmt::Debug, sqlx::Error>) -> String {
     match result {
@@ -92,11 +96,10 @@ async fn a_referenced_ledger_row_cannot_be_removed(pool: PgPool) {
         ),
         "23503"
     );
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM terra.deliveries")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(left, 2);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM terra.deliveries").await,
+        2
+    );
 
     // Another isolation level could not see rows committed after its snapshot: refused.
     let mut conn = pool.acquire().await.unwrap();
@@ -147,13 +150,9 @@ async fn a_removal_waits_for_a_writer_naming_the_row_then_fails(pool: PgPool) {
     blocked_by(&pool, remover_pid, writer_pid).await;
     sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
     assert_eq!(removal.await.unwrap(), "23503");
-    let referenced: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM terra.auth_attempts a JOIN terra.deliveries d ON d.id = a.event_id",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(referenced, 1);
+    let referenced = "SELECT count(*) FROM terra.auth_attempts a
+                      JOIN terra.deliveries d ON d.id = a.event_id";
+    assert_eq!(count(&pool, referenced).await, 1);
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
@@ -173,11 +172,10 @@ async fn a_writer_naming_a_row_being_removed_waits_then_fails(pool: PgPool) {
     blocked_by(&pool, writer_pid, remover_pid).await;
     sqlx::query("COMMIT").execute(&mut remover).await.unwrap();
     assert_eq!(write.await.unwrap(), "23503");
-    let dangling: i64 = sqlx::query_scalar("SELECT count(*) FROM terra.auth_attempts")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(dangling, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM terra.auth_attempts").await,
+        0
+    );
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
@@ -204,9 +202,6 @@ async fn every_event_id_names_a_ledger_row_by_rule(pool: PgPool) {
     .await
     .unwrap();
     assert!(unchecked.is_empty(), "{unchecked:?}");
-    let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM terra.ledger_referencing_tables()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(checked, 12);
+    let checked = "SELECT count(*) FROM terra.ledger_referencing_tables()";
+    assert_eq!(count(&pool, checked).await, 12);
 }
