@@ -1,7 +1,8 @@
-//! Every typed and lifecycle record names the ledger row it came from (`event_id`). The rule is
-//! checked once per statement (`terra.ledger_rows_must_exist`,
-//! `terra.ledger_rows_must_be_unreferenced`) instead of by a foreign key per row: these tests
-//! hold it to what the foreign keys promised, concurrent writers included.
+//! Every typed and lifecycle record names the ledger row it came from (`event_id`), and users,
+//! chunks and downloads name theirs. No foreign key keeps these: statement triggers
+//! (`terra.ledger_rows_must_exist`, `terra.ledger_rows_must_be_unreferenced`) and, for columns
+//! set now and then, row triggers (`terra.ledger_row_must_exist`). These tests hold them to
+//! what the foreign keys promised, concurrent writers included.
 
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -20,6 +21,11 @@ async fn ledger_row(pool: &PgPool, key: &str) -> i64 {
 
 const REFER: &str = "INSERT INTO terra.auth_attempts (event_id, event_type, received_at)
                      VALUES ($1, 'auth', now())";
+
+/// A ping's download, naming the ledger row of its ping ($2).
+const DOWNLOAD: &str =
+    "INSERT INTO terra.deliveries (dedupe_key, body_sha256, body_size, shape, parent_id)
+                        VALUES ($1, '\\x00', 1, 'ok', $2)";
 
 async fn count(pool: &PgPool, query: &str) -> i64 {
     sqlx::query_scalar(query).fetch_one(pool).await.unwrap()
@@ -179,29 +185,139 @@ async fn a_writer_naming_a_row_being_removed_waits_then_fails(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
-async fn every_event_id_names_a_ledger_row_by_rule(pool: PgPool) {
-    // A table with a bigint event_id carries either a foreign key to the ledger or both
-    // statement triggers; a new table that forgets both would hold dangling provenance.
-    let unchecked: Vec<String> = sqlx::query_scalar(
+async fn every_reference_to_the_ledger_is_kept_by_rule(pool: PgPool) {
+    // A foreign key to the ledger is left only for the owned kept bodies; every other
+    // reference is listed, with both its triggers. A new table with an event_id that forgets
+    // them would hold dangling provenance.
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT conrelid::regclass::text FROM pg_constraint
+         WHERE contype = 'f' AND confrelid = 'terra.deliveries'::regclass",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(keys, ["terra.delivery_bodies_kept"]);
+
+    let unlisted: Vec<String> = sqlx::query_scalar(
         "SELECT c.oid::regclass::text
          FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'terra'
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'event_id'
                             AND a.atttypid = 'bigint'::regtype
          WHERE c.relkind = 'r'
-           AND NOT EXISTS (SELECT 1 FROM pg_constraint f
-                           WHERE f.conrelid = c.oid AND f.contype = 'f'
-                             AND f.confrelid = 'terra.deliveries'::regclass
-                             AND f.conkey[1] = a.attnum)
-           AND (SELECT count(*) FROM pg_trigger t
-                WHERE t.tgrelid = c.oid
-                  AND t.tgfoid = 'terra.ledger_rows_must_exist()'::regprocedure) <> 2
+           AND NOT EXISTS (SELECT 1 FROM terra.ledger_references() r
+                           WHERE r.tab = c.oid AND r.col = 'event_id')
          ORDER BY 1",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert!(unchecked.is_empty(), "{unchecked:?}");
+    assert!(unlisted.is_empty(), "{unlisted:?}");
+
+    // Each reference has an insert and an update check: the record tables' pair of statement
+    // triggers, or a pair of row triggers on its column.
+    let half_checked: Vec<String> = sqlx::query_scalar(
+        "SELECT r.tab::text || '.' || r.col
+         FROM terra.ledger_references() r
+         WHERE (SELECT count(*) FROM pg_trigger t
+                WHERE t.tgrelid = r.tab
+                  AND (t.tgfoid = 'terra.ledger_rows_must_exist()'::regprocedure
+                       OR (t.tgfoid = 'terra.ledger_row_must_exist()'::regprocedure
+                           AND split_part(encode(t.tgargs, 'escape'), '\\000', 1) = r.col))) <> 2
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(half_checked.is_empty(), "{half_checked:?}");
+
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT tab::text || '.' || col || ' ' || on_delete FROM terra.ledger_references()
+         WHERE tab::text IN ('terra.users', 'terra.large_request_chunks', 'terra.deliveries')
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            "terra.deliveries.parent_id restrict",
+            "terra.large_request_chunks.delivery_id restrict",
+            "terra.users.event_id restrict",
+            "terra.users.status_event_id set null",
+        ]
+    );
     let checked = "SELECT count(*) FROM terra.ledger_referencing_tables()";
-    assert_eq!(count(&pool, checked).await, 12);
+    assert_eq!(count(&pool, checked).await, 15);
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn references_set_now_and_then_are_checked_when_set(pool: PgPool) {
+    let id = ledger_row(&pool, "a").await;
+    let missing = id + 1000;
+    let user = "INSERT INTO terra.users (user_id, event_id) VALUES ($1, $2)";
+    let refused = sqlx::query(user)
+        .bind("u1")
+        .bind(missing)
+        .execute(&pool)
+        .await;
+    assert_eq!(code(refused), "23503");
+    sqlx::query(user)
+        .bind("u1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let moved = sqlx::query("UPDATE terra.users SET status_event_id = $1")
+        .bind(missing)
+        .execute(&pool)
+        .await;
+    assert_eq!(code(moved), "23503");
+    let download = sqlx::query(DOWNLOAD).bind("s3:x").bind(missing);
+    assert_eq!(code(download.execute(&pool).await), "23503");
+    sqlx::query("INSERT INTO terra.large_requests (reference) VALUES ('r')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let chunk = "INSERT INTO terra.large_request_chunks (reference, delivery_id, received_at)
+                 VALUES ('r', $1, now())";
+    assert_eq!(
+        code(sqlx::query(chunk).bind(missing).execute(&pool).await),
+        "23503"
+    );
+
+    // Named by a user, a chunk and a download, the row stays.
+    let chunked = ledger_row(&pool, "b").await;
+    sqlx::query(chunk)
+        .bind(chunked)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let parent = ledger_row(&pool, "c").await;
+    let download = sqlx::query(DOWNLOAD).bind("s3:c").bind(parent);
+    download.execute(&pool).await.unwrap();
+    for named in [id, chunked, parent] {
+        let delete = sqlx::query("DELETE FROM terra.deliveries WHERE id = $1")
+            .bind(named)
+            .execute(&pool)
+            .await;
+        assert_eq!(code(delete), "23503", "ledger row {named}");
+    }
+
+    // A user's status event may go: the user forgets it, as ON DELETE SET NULL did.
+    let status = ledger_row(&pool, "status").await;
+    sqlx::query("UPDATE terra.users SET status_event_id = $1")
+        .bind(status)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM terra.deliveries WHERE id = $1")
+        .bind(status)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let cleared =
+        "SELECT count(*) FROM terra.users WHERE status_event_id IS NULL AND event_id IS NOT NULL";
+    assert_eq!(count(&pool, cleared).await, 1);
 }

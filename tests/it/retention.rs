@@ -228,8 +228,8 @@ async fn every_reference_to_the_ledger_is_indexed(pool: PgPool) {
              FROM pg_constraint c
              WHERE c.contype = 'f' AND c.confrelid = 'terra.deliveries'::regclass
              UNION
-             SELECT r, (SELECT attnum FROM pg_attribute WHERE attrelid = r AND attname = 'event_id')
-             FROM terra.ledger_referencing_tables() AS r
+             SELECT r.tab, (SELECT attnum FROM pg_attribute WHERE attrelid = r.tab AND attname = r.col)
+             FROM terra.ledger_references() AS r
          )
          SELECT refs.rel::regclass::text || '.' || a.attname
          FROM refs JOIN pg_attribute a ON a.attrelid = refs.rel AND a.attnum = refs.col
