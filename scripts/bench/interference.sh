@@ -13,6 +13,9 @@
 #   burn PCT ROWS   a PostgreSQL backend counting ROWS rows of generate_series, then resting
 #                   so that it works PCT % of the time, for 60 s; each round commits
 #   hold            a transaction that took an xid and sleeps 60 s (no CPU at all)
+#   drops           the prune's steps for each due body partition, one at a time, 1.5 s apart:
+#                   its count and terra.keep_unprocessed_bodies, DETACH ... CONCURRENTLY, DROP;
+#                   then prints each step with the ack p99 of its second and the next
 #
 # Uses target/release/{terra-sink,examples/load,examples/bench_bodies} (build them first).
 # Settings: BENCH_PG (server URL without a database, default postgres://postgres@127.0.0.1:5432;
@@ -22,11 +25,11 @@ set -euo pipefail
 exec </dev/null
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[[ $# -ge 1 ]] || { sed -n '2,21p' "$0"; exit 2; }
+[[ $# -ge 1 ]] || { sed -n '2,24p' "$0"; exit 2; }
 background=$1
 old=300000
 case $background in
-    none | prune | hold) old=${2:-$old} ;;
+    none | prune | hold | drops) old=${2:-$old} ;;
     burn) [[ $# -ge 3 ]] || { echo "burn needs PCT and ROWS" >&2; exit 2; } ;;
     *) echo "unknown background '$background'" >&2; exit 2 ;;
 esac
@@ -54,6 +57,7 @@ run_background() {
         prune) DATABASE_URL="$pg/$db" RUST_LOG=warn "$bin/terra-sink" prune --older-than 30d ;;
         hold) psql -XAtq "$pg/$db" -c "BEGIN" -c "SELECT txid_current()" -c "SELECT pg_sleep(60)" \
                   -c "COMMIT" >/dev/null ;;
+        drops) drop_steps ;;
         burn) psql -XAtq -v ON_ERROR_STOP=1 "$pg/$db" <<SQL
 DO \$\$
 DECLARE started timestamptz; n bigint; until timestamptz := clock_timestamp() + interval '60 s';
@@ -68,6 +72,26 @@ END \$\$;
 SQL
         ;;
     esac
+}
+
+# The prune's steps on each due partition, apart; logs "<epoch seconds> <step> <partition>".
+drop_steps() {
+    local name range
+    for name in $(sql "$db" "SELECT name FROM terra.body_partitions
+                             WHERE ends <= now() - interval '30 days' ORDER BY starts"); do
+        range=$(sql "$db" "SELECT format('%L, %L', starts, ends) FROM terra.body_partitions
+                           WHERE name = '$name'")
+        echo "$(date +%s.%N) keep $name"
+        sql "$db" "SELECT count(*) FROM terra.$name" >/dev/null
+        sql "$db" "SELECT terra.keep_unprocessed_bodies('$name', $range)" >/dev/null
+        sleep 1.5
+        echo "$(date +%s.%N) detach $name"
+        sql "$db" "ALTER TABLE terra.delivery_bodies DETACH PARTITION terra.$name CONCURRENTLY"
+        sleep 1.5
+        echo "$(date +%s.%N) drop $name"
+        sql "$db" "DROP TABLE terra.$name"
+        sleep 1.5
+    done
 }
 
 sql postgres "CREATE DATABASE $db"
@@ -98,6 +122,7 @@ sql "$db" "CHECKPOINT"
 TERRA_SIGNING_SECRET=$secret "$bin/examples/bench_bodies" --kind typical --count 75000 \
     --users 1000 --out "$work/bodies.tsv" >/dev/null
 
+load_started=$(date +%s.%N)
 (
     sleep 15
     started=$(date +%s.%N)
@@ -121,3 +146,9 @@ print(f"{sys.argv[3]}: per-second ack p99 median before {median(2, 15)}, "
       f"during {median(17, int(end))}, after {median(int(end) + 2, 75)}; background took {took:.1f} s")
 PY
 grep -o 'failed=[0-9]*' "$work/load.out"
+if [[ $background == drops ]]; then
+    # Each step, with the second of the load it started in and that second's and the next's p99.
+    awk -v t0="$load_started" 'NR == FNR { if (FNR > 1) p99[$1] = $3; next }
+        { s = int($1 - t0); printf "%-6s %s second %d: ack p99 %s, then %s ms\n", $2, $3, s, p99[s], p99[s + 1] }' \
+        "$work/timeline.tsv" "$work/background.log"
+fi
