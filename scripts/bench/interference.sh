@@ -25,7 +25,7 @@ set -euo pipefail
 exec </dev/null
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[[ $# -ge 1 ]] || { sed -n '2,24p' "$0"; exit 2; }
+[[ $# -ge 1 ]] || { sed -n '2,23p' "$0"; exit 2; }
 background=$1
 old=300000
 case $background in
