@@ -186,9 +186,8 @@ async fn a_writer_naming_a_row_being_removed_waits_then_fails(pool: PgPool) {
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn every_reference_to_the_ledger_is_kept_by_rule(pool: PgPool) {
-    // A foreign key to the ledger is left only for the owned kept bodies; every other
-    // reference is listed, with both its triggers. A new table with an event_id that forgets
-    // them would hold dangling provenance.
+    // No foreign key to the ledger is left; every reference is listed, with both its
+    // triggers. A new table with an event_id that forgets them would hold dangling provenance.
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT conrelid::regclass::text FROM pg_constraint
          WHERE contype = 'f' AND confrelid = 'terra.deliveries'::regclass",
@@ -196,7 +195,7 @@ async fn every_reference_to_the_ledger_is_kept_by_rule(pool: PgPool) {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(keys, ["terra.delivery_bodies_kept"]);
+    assert!(keys.is_empty(), "{keys:?}");
 
     let unlisted: Vec<String> = sqlx::query_scalar(
         "SELECT c.oid::regclass::text
@@ -233,7 +232,8 @@ async fn every_reference_to_the_ledger_is_kept_by_rule(pool: PgPool) {
 
     let rows: Vec<String> = sqlx::query_scalar(
         "SELECT tab::text || '.' || col || ' ' || on_delete FROM terra.ledger_references()
-         WHERE tab::text IN ('terra.users', 'terra.large_request_chunks', 'terra.deliveries')
+         WHERE tab::text IN ('terra.users', 'terra.large_request_chunks', 'terra.deliveries',
+                             'terra.delivery_bodies_kept')
          ORDER BY 1",
     )
     .fetch_all(&pool)
@@ -243,13 +243,14 @@ async fn every_reference_to_the_ledger_is_kept_by_rule(pool: PgPool) {
         rows,
         [
             "terra.deliveries.parent_id restrict",
+            "terra.delivery_bodies_kept.delivery_id cascade",
             "terra.large_request_chunks.delivery_id restrict",
             "terra.users.event_id restrict",
             "terra.users.status_event_id set null",
         ]
     );
     let checked = "SELECT count(*) FROM terra.ledger_referencing_tables()";
-    assert_eq!(count(&pool, checked).await, 15);
+    assert_eq!(count(&pool, checked).await, 16);
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
@@ -320,4 +321,91 @@ async fn references_set_now_and_then_are_checked_when_set(pool: PgPool) {
     let cleared =
         "SELECT count(*) FROM terra.users WHERE status_event_id IS NULL AND event_id IS NOT NULL";
     assert_eq!(count(&pool, cleared).await, 1);
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_kept_body_names_its_ledger_row_and_goes_with_it(pool: PgPool) {
+    let keep = "INSERT INTO terra.delivery_bodies_kept (delivery_id, received_at, body)
+                VALUES ($1, now(), '\\x7b7d')";
+    let id = ledger_row(&pool, "a").await;
+    let refused = sqlx::query(keep).bind(id + 1000).execute(&pool).await;
+    assert_eq!(code(refused), "23503");
+    sqlx::query(keep).bind(id).execute(&pool).await.unwrap();
+    let other = ledger_row(&pool, "b").await;
+    sqlx::query(keep).bind(other).execute(&pool).await.unwrap();
+
+    sqlx::query("DELETE FROM terra.deliveries WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let kept = "SELECT array_agg(delivery_id ORDER BY delivery_id) FROM terra.delivery_bodies_kept";
+    let left: Vec<i64> = sqlx::query_scalar(kept).fetch_one(&pool).await.unwrap();
+    assert_eq!(left, [other]);
+    sqlx::query("TRUNCATE terra.deliveries")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM terra.delivery_bodies_kept").await,
+        0
+    );
+}
+
+/// The definitions of the functions `terra.compile_ledger_guards()` writes.
+async fn compiled_guards(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT pg_get_functiondef(f) FROM unnest(ARRAY[
+             'terra.ledger_rows_must_be_unreferenced()'::regprocedure,
+             'terra.prune_ledger(timestamptz, integer)'::regprocedure]) AS f",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn the_compiled_ledger_guards_cover_every_reference(pool: PgPool) {
+    // A migration that adds a reference and forgets to recompile leaves them stale.
+    let migrated = compiled_guards(&pool).await;
+    let compile = "SELECT terra.compile_ledger_guards()";
+    sqlx::query(compile).execute(&pool).await.unwrap();
+    assert_eq!(
+        compiled_guards(&pool).await,
+        migrated,
+        "stale after migrations"
+    );
+
+    // A table that joins the rule is covered once they are recompiled.
+    for statement in [
+        "CREATE TABLE terra.extra (event_id bigint)",
+        "CREATE TRIGGER ledger_rows_exist_on_insert AFTER INSERT ON terra.extra
+         REFERENCING NEW TABLE AS new_rows
+         FOR EACH STATEMENT EXECUTE FUNCTION terra.ledger_rows_must_exist()",
+        compile,
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    assert_ne!(compiled_guards(&pool).await, migrated);
+    let (named, free) = (
+        ledger_row(&pool, "named").await,
+        ledger_row(&pool, "free").await,
+    );
+    sqlx::query("INSERT INTO terra.extra VALUES ($1)")
+        .bind(named)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let delete = sqlx::query("DELETE FROM terra.deliveries WHERE id = $1")
+        .bind(named)
+        .execute(&pool)
+        .await;
+    assert_eq!(code(delete), "23503");
+    let prune = "SELECT removed FROM terra.prune_ledger(now() + interval '1 day', 10)";
+    assert_eq!(count(&pool, &format!("SELECT ({prune})::bigint")).await, 1);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM terra.deliveries")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, [named], "{free} pruned, {named} kept");
 }
