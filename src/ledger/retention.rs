@@ -25,7 +25,8 @@ use super::IngestLoad;
 const DAYS_AHEAD: i32 = 14;
 
 /// Ledger rows examined per statement when removing those no stored row comes from: about
-/// 0.03 ms a row under load, so a batch holds its locks for a few tens of milliseconds.
+/// 0.015 ms a row on an idle machine and a few times that under load, so a batch holds its
+/// locks for a few tens of milliseconds.
 const LEDGER_BATCH: i32 = 1_000;
 
 /// Rest after each batch of ledger rows, as a multiple of the batch's own time: removing them
