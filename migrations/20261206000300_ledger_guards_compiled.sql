@@ -1,14 +1,14 @@
 -- What removing ledger rows runs is compiled from terra.ledger_references() into static SQL.
 -- The prune's DELETE and the removal trigger were built with format() and run by EXECUTE,
--- which plans a 16-way anti-join and a 15-way probe anew on every batch: a warm batch of
--- 1,000 ledger rows with nothing referencing them spent about half its time planning them.
--- Static SQL in PL/pgSQL is planned once per session, so a prune's batches after its first
--- reuse the plans.
+-- which plans a 16-way anti-join and a 15-way probe anew on every batch: about a third of a
+-- warm batch of 1,000 ledger rows with nothing referencing them. Static SQL in PL/pgSQL is
+-- planned once per session, so a prune's batches after its first reuse the plans.
 --
 -- Both run with hash and merge joins off. Then each removed row probes each reference's index
 -- (nested loops), where the planner, costing from table sizes, chose hash anti-joins that read
 -- the whole of the larger record tables on every batch: a batch's cost grew with the typed
--- store (a warm batch over 230,000 deliveries' records: 47 ms that way, 14 ms by the indexes).
+-- store (the delete of a warm batch over 230,000 deliveries' records: 47 ms that way, 14 ms
+-- by the indexes).
 --
 -- terra.compile_ledger_guards() writes the two functions from the references listed at the
 -- time it runs: a migration that adds a reference to the ledger calls it again (a test fails
