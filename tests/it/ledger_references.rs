@@ -375,6 +375,17 @@ async fn the_compiled_ledger_guards_cover_every_reference(pool: PgPool) {
         migrated,
         "stale after migrations"
     );
+    // Their plans last a session: no plan of theirs may scan a table that has grown since.
+    let scanning: Vec<String> = sqlx::query_scalar(
+        "SELECT proname::text FROM pg_proc
+         WHERE oid IN ('terra.ledger_rows_must_be_unreferenced()'::regprocedure,
+                       'terra.prune_ledger(timestamptz, integer)'::regprocedure)
+           AND NOT coalesce(proconfig, '{}') @> '{enable_seqscan=off,jit=off}'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(scanning.is_empty(), "{scanning:?}");
 
     // A table that joins the rule is covered once they are recompiled.
     for statement in [
