@@ -23,6 +23,7 @@
 //!
 //! `--timeline FILE` writes, for each second of the run (by when requests were due), how many
 //! were acknowledged and their p99 and max latency: a stall shows as the seconds it happened in.
+//! Second 0 starts at the summary's `started_at` (Unix time), so other events can be placed in it.
 //!
 //! `--database-url URL` (loopback only) watches the server's ledger: how many deliveries still
 //! waited for their typed rows when the load ended, the oldest waiting delivery's age sampled
@@ -284,6 +285,8 @@ struct Run {
     next: AtomicU64,
     id: String,
     started: Instant,
+    /// `started` as Unix time in seconds.
+    started_at: f64,
 }
 
 /// Sends requests until `--count` of them have been claimed by the run's tasks.
@@ -466,6 +469,9 @@ async fn main() {
         next: AtomicU64::new(0),
         id: run_id(),
         started: Instant::now(),
+        started_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
     });
     let load_done = Arc::new(tokio::sync::Notify::new());
     let sampler = ledger.clone().map(|pool| {
@@ -563,8 +569,9 @@ fn print_summary(run: &Run, total: Report, elapsed: Duration, ledger_line: &str)
         None => format!("size={}", run.args.size),
     };
     println!(
-        "{source} body_bytes~{bytes} run_id={} requests={} acknowledged={} failed={} elapsed={:.2}s ack_per_sec={:.0} p50={:.2}ms p99={:.2}ms max={:.2}ms behind_max={:.2}ms{ledger_line}",
+        "{source} body_bytes~{bytes} run_id={} started_at={:.3} requests={} acknowledged={} failed={} elapsed={:.2}s ack_per_sec={:.0} p50={:.2}ms p99={:.2}ms max={:.2}ms behind_max={:.2}ms{ledger_line}",
         run.id,
+        run.started_at,
         run.args.count,
         latencies.len(),
         total.failures,

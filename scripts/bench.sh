@@ -22,6 +22,8 @@
 #   prune  terra-sink only (not in the default set): BENCH_PRUNE_OLD processed deliveries 40-49
 #          days old, then the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s without,
 #          with `terra-sink prune --older-than 30d`, and without again: prune time, ack p99s
+#          (BENCH_PRUNE_CONTROL=1: the prune runs between the second and third loads instead,
+#          so the second shows the drift from load to load with no prune beside it)
 #
 # Everything runs on 127.0.0.1; every load is bounded in time or count; each workload gets fresh
 # scratch databases (terra_sink_bench_<pid>, reference_receiver_bench_<pid>) that are dropped
@@ -38,6 +40,8 @@
 #   BENCH_ACK_CONNECTIONS   default 128         BENCH_E2E_CONNECTIONS  default 64
 #   BENCH_OPEN_RATE         default 1000        BENCH_OPEN_SECS        default 10
 #   BENCH_PRUNE_OLD         default 1000000     BENCH_PRUNE_SECS       default 30
+#   BENCH_PRUNE_CONTROL=1   the prune workload's control run (see prune above)
+#   BENCH_PRUNE_DELAY       seconds into the second load the prune starts (default 5)
 #   BENCH_LARGE_COUNT       default 5           BENCH_BACKLOG          default 100000
 #   BENCH_BODIES            distinct typical bodies per wrk load (default 100000; a load that
 #                           sends more cycles through them with new trace ids)
@@ -78,6 +82,8 @@ BENCH_OPEN_RATE=${BENCH_OPEN_RATE:-1000}
 BENCH_OPEN_SECS=${BENCH_OPEN_SECS:-10}
 BENCH_PRUNE_OLD=${BENCH_PRUNE_OLD:-1000000}
 BENCH_PRUNE_SECS=${BENCH_PRUNE_SECS:-30}
+BENCH_PRUNE_CONTROL=${BENCH_PRUNE_CONTROL:-0}
+BENCH_PRUNE_DELAY=${BENCH_PRUNE_DELAY:-5}
 BENCH_LARGE_COUNT=${BENCH_LARGE_COUNT:-5}
 BENCH_BACKLOG=${BENCH_BACKLOG:-100000}
 BENCH_BODIES=${BENCH_BODIES:-100000}
@@ -352,25 +358,52 @@ workload_open() {
 }
 # prune: BENCH_PRUNE_OLD processed deliveries (4.8 KB bodies of hex digests) received 40-49 days ago, then
 # the open loop at BENCH_OPEN_RATE/s for BENCH_PRUNE_SECS s three times: alone, with
-# `terra-sink prune --older-than 30d` started 5 s in (the default 7-day dedupe window, so the
-# old ledger rows, which nothing references, go too), and alone again. Every load finds more
-# rows than the one before it, so the prune's is compared with the loads on both sides. Reports
-# the prune's wall time and the ack p99 of the three loads; each second's p99 goes to
-# prune-before.tsv, prune-with.tsv and prune-after.tsv, the prune's own log to prune.log.
-# One open loop of the prune workload after a checkpoint, so that none of the three loads meets
-# one the previous load's WAL requested; NAME's per-second p99 goes to prune-NAME.tsv.
+# `terra-sink prune --older-than 30d` started BENCH_PRUNE_DELAY s in (the default 7-day dedupe
+# window, so the old ledger rows, which nothing references, go too), and alone again. Every load
+# finds more rows than the one before it, so the prune's is compared with the loads on both sides, and
+# with the middle load of a control run (BENCH_PRUNE_CONTROL=1), whose prune runs after it.
+# Reports the prune's wall time and the ack p99 of the three loads, whole and the median of its
+# seconds; each second's p99 goes to prune-before.tsv, prune-with.tsv and prune-after.tsv, the
+# prune's own log to prune.log.
+# Before each load of the prune workload: a vacuumed database, as autovacuum would keep it (a
+# server may run with it off, and then the dead rows of the loads and of the prune before would
+# slow each later load), and a checkpoint, so that no load meets one the previous load's WAL
+# requested.
+prune_settle() {
+    sql "$TS_DB" "VACUUM ANALYZE" >/dev/null
+    sql "$TS_DB" "CHECKPOINT" >/dev/null
+}
+# One open loop of the prune workload; NAME's per-second p99 goes to prune-NAME.tsv.
 prune_load() {
     local count=$1 name=$2
-    sql "$TS_DB" "CHECKPOINT" >/dev/null
     TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
         --bodies "$BENCH_OUT/work/prune.tsv" --count "$count" --rate "$BENCH_OPEN_RATE" \
         --concurrency 128 --timeline "$BENCH_OUT/prune-$name.tsv"
 }
+# The prune itself, timed; its wall time and summary go to work/prune.out, its start (Unix
+# time) to work/prune.started.
+run_prune() {
+    local started ended prune_out
+    started=$(date +%s.%N)
+    echo "$started" >"$BENCH_OUT/work/prune.started"
+    prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" RUST_LOG=info \
+        "$BIN/terra-sink" prune --older-than 30d 2>"$BENCH_OUT/work/prune.err") ||
+        prune_out="FAILED: $(tail -3 "$BENCH_OUT/work/prune.err")"
+    ended=$(date +%s.%N)
+    echo "$(calc "$ended - $started" 2) $prune_out" >"$BENCH_OUT/work/prune.out"
+}
+# The median of the per-second ack p99s of load NAME (of its seconds FROM to before TO), in ms.
+second_p99_median() {
+    tail -n +2 "$BENCH_OUT/prune-$1.tsv" | awk -F'\t' -v from="${2:-0}" -v to="${3:-1e9}" \
+        '$1 >= from && $1 < to { print $3 }' | sort -g |
+        awk '{ v[NR] = $1 } END { printf "%.1f ms", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 workload_prune() {
     local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count base out after la
-    local started ended prune_out
+    local middle=with
+    ((BENCH_PRUNE_CONTROL == 0)) || middle=control
     count=$((rate * secs))
-    log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, without, with prune, without"
+    log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, without, $middle, without"
     db_fresh "$TS_DB"
     start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
     sql "$TS_DB" "SELECT terra.add_body_partition(d, d + interval '1 day')
@@ -400,23 +433,23 @@ workload_prune() {
     log "prune: ledger holds $(sql "$TS_DB" "SELECT count(*) FROM terra.deliveries") rows, bodies $(sql "$TS_DB" "SELECT pg_size_pretty(sum(pg_total_relation_size(('terra.' || name)::regclass))) FROM terra.body_partitions")"
     bodies typical "$count" --out "$BENCH_OUT/work/prune.tsv" >/dev/null
     la=$(loadavg)
+    prune_settle
     base=$(prune_load "$count" before)
     log "prune: without, before $base"
-    (
-        sleep 5
-        started=$(date +%s.%N)
-        prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" RUST_LOG=info \
-            "$BIN/terra-sink" prune --older-than 30d 2>"$BENCH_OUT/work/prune.err") ||
-            prune_out="FAILED: $(tail -3 "$BENCH_OUT/work/prune.err")"
-        ended=$(date +%s.%N)
-        echo "$(calc "$ended - $started" 2) $prune_out" >"$BENCH_OUT/work/prune.out"
-    ) &
-    local pruner=$!
-    out=$(prune_load "$count" with)
-    wait "$pruner"
+    prune_settle
+    if ((BENCH_PRUNE_CONTROL == 0)); then
+        (sleep "$BENCH_PRUNE_DELAY" && run_prune) &
+        local pruner=$!
+        out=$(prune_load "$count" with)
+        wait "$pruner"
+    else
+        out=$(prune_load "$count" control)
+        run_prune
+    fi
     cp "$BENCH_OUT/work/prune.err" "$BENCH_OUT/prune.log"
-    log "prune: with prune $out"
+    log "prune: $middle $out"
     log "prune: $(cat "$BENCH_OUT/work/prune.out")"
+    prune_settle
     after=$(prune_load "$count" after)
     log "prune: without, after $after"
     local took left
@@ -426,8 +459,20 @@ workload_prune() {
     ((left == 0)) || note "prune: $left old bodies left"
     stop_servers
     db_drop "$TS_DB"
-    row "prune of $(int "$old") old deliveries during open loop $rate/s" \
-        "prune took $took s ($(cut -d' ' -f2- "$BENCH_OUT/work/prune.out")); ack p99 $(ms "$(field "$out" p99)"), max $(ms "$(field "$out" max)") with the prune vs $(ms "$(field "$base" p99)") (max $(ms "$(field "$base" max)")) before and $(ms "$(field "$after" p99)") (max $(ms "$(field "$after" max)")) after, without (load $la)" \
+    local seconds from
+    seconds="per-second p99 median $(second_p99_median before) / $(second_p99_median "$middle") / $(second_p99_median after)"
+    if ((BENCH_PRUNE_CONTROL == 0)); then
+        # The second of the load's clock the prune started in.
+        from=$(awk -v p="$(cat "$BENCH_OUT/work/prune.started")" -v s="$(field "$out" started_at)" \
+            'BEGIN { d = p - s; print (d > 0) ? int(d) : 0 }')
+        seconds+="; the second load's seconds before the prune started (0-$from s) $(second_p99_median with 0 "$from"), from then on $(second_p99_median with "$from")"
+        row "prune of $(int "$old") old deliveries during open loop $rate/s" \
+            "prune took $took s ($(cut -d' ' -f2- "$BENCH_OUT/work/prune.out")); ack p99 $(ms "$(field "$out" p99)"), max $(ms "$(field "$out" max)") with the prune vs $(ms "$(field "$base" p99)") (max $(ms "$(field "$base" max)")) before and $(ms "$(field "$after" p99)") (max $(ms "$(field "$after" max)")) after, without; $seconds (load $la)" \
+            "—" "—" "prune time flat in ledger size; ack p99 unchanged"
+        return
+    fi
+    row "control: open loop $rate/s three times over $(int "$old") old deliveries, pruned after the second" \
+        "ack p99 $(ms "$(field "$base" p99)") / $(ms "$(field "$out" p99)") / $(ms "$(field "$after" p99)"), max $(ms "$(field "$base" max)") / $(ms "$(field "$out" max)") / $(ms "$(field "$after" max)"); $seconds; prune took $took s (load $la)" \
         "—" "—" "prune time flat in ledger size; ack p99 unchanged"
 }
 

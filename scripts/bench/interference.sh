@@ -122,7 +122,6 @@ sql "$db" "CHECKPOINT"
 TERRA_SIGNING_SECRET=$secret "$bin/examples/bench_bodies" --kind typical --count 75000 \
     --users 1000 --out "$work/bodies.tsv" >/dev/null
 
-load_started=$(date +%s.%N)
 (
     sleep 15
     started=$(date +%s.%N)
@@ -148,7 +147,9 @@ PY
 grep -o 'failed=[0-9]*' "$work/load.out"
 if [[ $background == drops ]]; then
     # Each step, with the second of the load it started in and that second's and the next's p99.
-    awk -v t0="$load_started" 'NR == FNR { if (FNR > 1) p99[$1] = $3; next }
+    # The load's second 0 is when its clock started, after it read its bodies (about a second).
+    load_clock=$(sed -n 's/.* started_at=\([0-9.]*\) .*/\1/p' "$work/load.out")
+    awk -v t0="$load_clock" 'NR == FNR { if (FNR > 1) p99[$1] = $3; next }
         { s = int($1 - t0); printf "%-6s %s second %d: ack p99 %s, then %s ms\n", $2, $3, s, p99[s], p99[s + 1] }' \
         "$work/timeline.tsv" "$work/background.log"
 fi
