@@ -42,6 +42,8 @@
 #   BENCH_PRUNE_OLD         default 1000000     BENCH_PRUNE_SECS       default 30
 #   BENCH_PRUNE_CONTROL=1   the prune workload's control run (see prune above)
 #   BENCH_PRUNE_DELAY       seconds into the second load the prune starts (default 5)
+#   BENCH_PRUNE_ALTERNATE=W the prune workload as one load, the prune paused and resumed
+#                           every W s, its running seconds compared with its paused ones
 #   BENCH_LARGE_COUNT       default 5           BENCH_BACKLOG          default 100000
 #   BENCH_BODIES            distinct typical bodies per wrk load (default 100000; a load that
 #                           sends more cycles through them with new trace ids)
@@ -84,6 +86,7 @@ BENCH_PRUNE_OLD=${BENCH_PRUNE_OLD:-1000000}
 BENCH_PRUNE_SECS=${BENCH_PRUNE_SECS:-30}
 BENCH_PRUNE_CONTROL=${BENCH_PRUNE_CONTROL:-0}
 BENCH_PRUNE_DELAY=${BENCH_PRUNE_DELAY:-5}
+BENCH_PRUNE_ALTERNATE=${BENCH_PRUNE_ALTERNATE:-0}
 BENCH_LARGE_COUNT=${BENCH_LARGE_COUNT:-5}
 BENCH_BACKLOG=${BENCH_BACKLOG:-100000}
 BENCH_BODIES=${BENCH_BODIES:-100000}
@@ -144,6 +147,11 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop_servers
+    # A prune paused by alternate_prune would otherwise wait forever.
+    if [[ -s $BENCH_OUT/work/prune.pid ]]; then
+        kill -CONT "$(cat "$BENCH_OUT/work/prune.pid")" 2>/dev/null || true
+        stop_pid "$(cat "$BENCH_OUT/work/prune.pid")"
+    fi
     db_drop "$TS_DB"
     db_drop "$REF_DB"
     rm -rf "$BENCH_OUT/work"
@@ -383,14 +391,49 @@ prune_load() {
 # The prune itself, timed; its wall time and summary go to work/prune.out, its start (Unix
 # time) to work/prune.started.
 run_prune() {
-    local started ended prune_out
+    local started ended prune_out pruner w=$BENCH_OUT/work
     started=$(date +%s.%N)
-    echo "$started" >"$BENCH_OUT/work/prune.started"
-    prune_out=$(cd "$BENCH_OUT/work" && DATABASE_URL="$BENCH_PG/$TS_DB" RUST_LOG=info \
-        "$BIN/terra-sink" prune --older-than 30d 2>"$BENCH_OUT/work/prune.err") ||
-        prune_out="FAILED: $(tail -3 "$BENCH_OUT/work/prune.err")"
+    echo "$started" >"$w/prune.started"
+    echo "$started run" >"$w/prune.events"
+    (cd "$w" && exec env DATABASE_URL="$BENCH_PG/$TS_DB" RUST_LOG=info \
+        "$BIN/terra-sink" prune --older-than 30d >"$w/prune.stdout" 2>"$w/prune.err") &
+    pruner=$!
+    echo "$pruner" >"$w/prune.pid"
+    if wait "$pruner"; then prune_out=$(cat "$w/prune.stdout"); else
+        prune_out="FAILED: $(tail -3 "$w/prune.err")"; fi
     ended=$(date +%s.%N)
-    echo "$(calc "$ended - $started" 2) $prune_out" >"$BENCH_OUT/work/prune.out"
+    echo "$ended end" >>"$w/prune.events"
+    echo "$(calc "$ended - $started" 2) $prune_out" >"$w/prune.out"
+}
+# While the prune runs: pauses it (SIGSTOP) and resumes it every BENCH_PRUNE_ALTERNATE s, and
+# logs each change to work/prune.events.
+alternate_prune() {
+    local w=$BENCH_OUT/work pruner
+    until [[ -s $w/prune.pid ]]; do sleep 0.1; done
+    pruner=$(cat "$w/prune.pid")
+    while sleep "$BENCH_PRUNE_ALTERNATE" && pause_between_statements "$pruner"; do
+        echo "$(date +%s.%N) pause" >>"$w/prune.events"
+        sleep "$BENCH_PRUNE_ALTERNATE"
+        echo "$(date +%s.%N) run" >>"$w/prune.events"
+        kill -CONT "$pruner" 2>/dev/null || break
+    done
+}
+# Stops PID while its connection (the one holding the prune's one-key advisory lock) is idle
+# between statements, retrying every 20 ms; fails once PID has exited. Paused inside a statement, the
+# prune would count the pause as that batch's time and rest nine times as long after it.
+pause_between_statements() {
+    local pid=$1 state
+    while kill -STOP "$pid" 2>/dev/null; do
+        # Idle for a while, so the prune has read its last result too.
+        state=$(sql "$TS_DB" "SELECT a.state || (clock_timestamp() - a.state_change > interval '100 ms')
+            FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+            WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+        [[ $state == idletrue ]] && return 0
+        kill -CONT "$pid" 2>/dev/null || return 1
+        sleep 0.02
+    done
+    return 1
 }
 # The median of the per-second ack p99s of load NAME (of its seconds FROM to before TO), in ms.
 second_p99_median() {
@@ -398,19 +441,13 @@ second_p99_median() {
         '$1 >= from && $1 < to { print $3 }' | sort -g |
         awk '{ v[NR] = $1 } END { printf "%.1f ms", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-workload_prune() {
-    local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count base out after la
-    local middle=with
-    ((BENCH_PRUNE_CONTROL == 0)) || middle=control
-    count=$((rate * secs))
-    log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, without, $middle, without"
-    db_fresh "$TS_DB"
-    start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
+# OLD processed deliveries with 4.8 KB bodies, received 40-49 days ago, in ten day partitions.
+prune_seed() {
     sql "$TS_DB" "SELECT terra.add_body_partition(d, d + interval '1 day')
                   FROM generate_series(date_trunc('day', now() - interval '49 days'),
                                        date_trunc('day', now() - interval '40 days'),
                                        interval '1 day') AS d" >/dev/null
-    local chunk=$((old / 10)) i
+    local old=$1 chunk=$(($1 / 10)) i
     for i in $(seq 0 9); do
         sql "$TS_DB" "WITH d AS (
                 INSERT INTO terra.deliveries (dedupe_key, received_at, body_sha256, body_size,
@@ -431,6 +468,57 @@ workload_prune() {
     sql "$TS_DB" "VACUUM ANALYZE terra.deliveries" >/dev/null
     sql "$TS_DB" "CHECKPOINT" >/dev/null
     log "prune: ledger holds $(sql "$TS_DB" "SELECT count(*) FROM terra.deliveries") rows, bodies $(sql "$TS_DB" "SELECT pg_size_pretty(sum(pg_total_relation_size(('terra.' || name)::regclass))) FROM terra.body_partitions")"
+}
+# BENCH_PRUNE_ALTERNATE=W: one open loop of BENCH_PRUNE_SECS s, the prune started
+# BENCH_PRUNE_DELAY s in and paused and resumed every W s; the seconds with it running are
+# compared with those with it paused (scripts/bench/alternation.py).
+prune_alternating() {
+    local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count out la
+    local w=$BENCH_OUT/work pruner toggler took paused compared left
+    count=$((rate * secs))
+    log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, the prune paused and resumed every $BENCH_PRUNE_ALTERNATE s"
+    db_fresh "$TS_DB"
+    start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
+    prune_seed "$old"
+    bodies typical "$count" --out "$w/prune.tsv" >/dev/null
+    la=$(loadavg)
+    prune_settle
+    (sleep "$BENCH_PRUNE_DELAY" && run_prune) &
+    pruner=$!
+    (sleep "$BENCH_PRUNE_DELAY" && alternate_prune) &
+    toggler=$!
+    out=$(prune_load "$count" alternating)
+    wait "$pruner"
+    wait "$toggler" || true
+    cp "$w/prune.err" "$BENCH_OUT/prune.log"
+    cp "$w/prune.events" "$BENCH_OUT/prune-events.txt"
+    log "prune: alternating $out"
+    log "prune: $(cat "$w/prune.out")"
+    took=$(cut -d' ' -f1 "$w/prune.out")
+    paused=$(awk '$2 == "pause" { p = $1 } $2 == "run" && p { s += $1 - p; p = 0 } END { printf "%.1f", s }' "$w/prune.events")
+    compared=$(python3 "$root/scripts/bench/alternation.py" "$BENCH_OUT/prune-alternating.tsv" \
+        "$(field "$out" started_at)" "$w/prune.events")
+    left=$(sql "$TS_DB" "SELECT count(*) FROM terra.delivery_bodies WHERE received_at < now() - interval '30 days'")
+    (($(field "$out" failed) == 0)) || note "prune: $(field "$out" failed) requests failed"
+    ((left == 0)) || note "prune: $left old bodies left"
+    [[ $(tail -1 "$w/prune.events") == *" end" ]] || note "prune: still running when the load ended"
+    grep -q 'slow statement' "$w/prune.err" && note "prune: a pause fell inside a statement (see prune.log)"
+    stop_servers
+    db_drop "$TS_DB"
+    row "prune of $(int "$old") old deliveries during open loop $rate/s, paused and resumed every $BENCH_PRUNE_ALTERNATE s" \
+        "prune took $took s of which $paused s paused ($(cut -d' ' -f2- "$w/prune.out")); ack p99 $(ms "$(field "$out" p99)"), max $(ms "$(field "$out" max)") over the whole load; $compared (load $la)" \
+        "—" "—" "prune time flat in ledger size; ack p99 unchanged"
+}
+workload_prune() {
+    local rate=$BENCH_OPEN_RATE secs=$BENCH_PRUNE_SECS old=$BENCH_PRUNE_OLD count base out after la
+    local middle=with
+    if ((BENCH_PRUNE_ALTERNATE > 0)); then prune_alternating; return; fi
+    ((BENCH_PRUNE_CONTROL == 0)) || middle=control
+    count=$((rate * secs))
+    log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, without, $middle, without"
+    db_fresh "$TS_DB"
+    start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
+    prune_seed "$old"
     bodies typical "$count" --out "$BENCH_OUT/work/prune.tsv" >/dev/null
     la=$(loadavg)
     prune_settle

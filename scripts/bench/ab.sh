@@ -12,7 +12,9 @@
 # length, default 20), AB_CONNECTIONS (default 64), AB_ENV (extra VAR=value for both servers),
 # AB_ENV_A / AB_ENV_B (for one side only: the same binary twice compares two settings),
 # AB_NODRAIN=1 (the burst only, no wait for the typed rows), AB_STATEMENTS=N (when the server
-# preloads pg_stat_statements: the N statements that took most time in each run), BENCH_PG
+# preloads pg_stat_statements: the N statements that took most time in each run), AB_WAL=1
+# (the server's WAL written during each run, per delivery, from pg_stat_wal, which counts the
+# whole server: run nothing else against it), BENCH_PG
 # (server URL without a database, default postgres://postgres@127.0.0.1:5432; loopback only).
 # The bodies come from target/release/examples/bench_bodies (build it first). Everything runs on
 # 127.0.0.1, every load is bounded, and the scratch database terra_sink_ab_<pid> is dropped at
@@ -52,6 +54,15 @@ TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" --kind
 # wrk_field LINE KEY: one key=value field of wrk's WRK_RESULT line.
 wrk_field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
+# One line: the WAL written since the reset (bytes, full-page images, write and sync time when
+# track_wal_io_timing is on), in all and per ledger row.
+wal_report() {
+    sql "$db" "SELECT format('  WAL %s MB (%s bytes/delivery), %s full-page images, %s ms writing, %s ms in %s syncs',
+            round(w.wal_bytes / 1e6), round(w.wal_bytes / greatest(d.n, 1)), w.wal_fpi,
+            round(w.wal_write_time), round(w.wal_sync_time), w.wal_sync)
+        FROM pg_stat_wal w, (SELECT count(*) AS n FROM terra.deliveries) d"
+}
+
 run() {
     local bin=$1 side_env=$2 port line statements=${AB_STATEMENTS:-0}
     # A database per run, so no run finds another's rows or dead tuples.
@@ -66,6 +77,7 @@ run() {
     pid=$!
     for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
     if ((statements > 0)); then sql "$db" "SELECT pg_stat_statements_reset()" >/dev/null; fi
+    if [[ -n ${AB_WAL:-} ]]; then sql "$db" "SELECT pg_stat_reset_shared('wal')" >/dev/null; fi
     local ready
     ready=$(mktemp -d "$work/ready.XXXX")
     line=$(wrk -t 2 -c "$connections" -d "${secs}s" --timeout 30s \
@@ -88,6 +100,7 @@ run() {
         echo "not drained"
     fi
     stop
+    if [[ -n ${AB_WAL:-} ]]; then wal_report; fi
     if ((statements > 0)); then
         sql "$db" "SELECT format('  %s ms %s calls: %s', round(total_exec_time), calls,
                 left(regexp_replace(query, '\s+', ' ', 'g'), 100))
