@@ -30,7 +30,7 @@ mod worker;
 pub use backfill::{ClientConfig, DataType, RetryPolicy, DEFAULT_BASE_URL as TERRA_API_URL};
 pub use config::ServeConfig;
 pub use db::DbSettings;
-pub use ledger::{GroupCommitConfig, Provenance, PruneReport, RetentionConfig};
+pub use ledger::{GroupCommitConfig, Provenance, PruneReport, PruneShare, RetentionConfig};
 pub use lifecycle::{forget, ForgetRequest, Forgotten, RevokedDataPolicy};
 pub use metrics::Metrics;
 pub use peek::{peek, BodyShape, Peek};

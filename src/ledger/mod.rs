@@ -22,7 +22,7 @@ pub use inspect::{get, list, lock_selected, status_counts, Detail, ListFilter, S
 pub(crate) use queue::{backlog, claim, record_outcomes, Backlog, Claimed, Settled};
 pub use queue::{count_by_status, requeue, Selection};
 pub(crate) use retention::maintain;
-pub use retention::{prepare_partitions, prune, PruneReport, RetentionConfig};
+pub use retention::{prepare_partitions, prune, PruneReport, PruneShare, RetentionConfig};
 pub(crate) use sql::{children_of, count_duplicates, delete, insert, Stored};
 pub use writer::GroupCommitConfig;
 #[cfg(test)]

@@ -29,10 +29,43 @@ const DAYS_AHEAD: i32 = 14;
 /// locks for a few tens of milliseconds.
 const LEDGER_BATCH: i32 = 1_000;
 
-/// Rest after each batch of ledger rows, as a multiple of the batch's own time: removing them
-/// takes at most a tenth of one connection's time, since every share of the CPU it takes
-/// from a small machine shows in the acknowledgements' tail.
-const REST_PER_BATCH: u32 = 9;
+/// The largest share of one connection's time the removal of ledger rows takes: after each
+/// batch it rests long enough to stay within it. Every share of the CPU it takes from a small
+/// machine shows in the acknowledgements' tail, in proportion; a larger share finishes a long
+/// catch-up sooner.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PruneShare(f64);
+
+impl PruneShare {
+    /// A share from a hundredth to all of it; `None` outside that.
+    pub fn new(share: f64) -> Option<Self> {
+        (0.01..=1.0).contains(&share).then_some(Self(share))
+    }
+
+    /// The share as a fraction of one.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// How long to rest after a batch that took `batch`.
+    fn rest_after(self, batch: Duration) -> Duration {
+        batch.mul_f64(1.0 / self.0 - 1.0)
+    }
+}
+
+impl Default for PruneShare {
+    /// A tenth.
+    fn default() -> Self {
+        Self(0.1)
+    }
+}
+
+impl std::fmt::Display for PruneShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Rounded, so that 0.07 shows as 7% rather than 7.000000000000001%.
+        write!(f, "{}%", (self.0 * 100.0 * 1e6).round() / 1e6)
+    }
+}
 
 /// How long a ledger row is kept by default after its body, for recognising redeliveries:
 /// well beyond Terra's day of retries.
@@ -47,6 +80,8 @@ pub struct RetentionConfig {
     pub dedupe_window: Option<Duration>,
     /// How often `serve` prepares partitions and, with `retain_bodies`, prunes.
     pub every: Duration,
+    /// The pace of removing ledger rows.
+    pub share: PruneShare,
 }
 
 impl Default for RetentionConfig {
@@ -55,6 +90,7 @@ impl Default for RetentionConfig {
             retain_bodies: None,
             dedupe_window: Some(DEFAULT_DEDUPE_WINDOW),
             every: Duration::from_secs(3600),
+            share: PruneShare::default(),
         }
     }
 }
@@ -106,14 +142,26 @@ pub async fn prepare_partitions(pool: &PgPool) -> Result<i32, sqlx::Error> {
 /// partitions, then kept bodies whose deliveries have been processed since. With a
 /// `dedupe_window`, then removes the processed ledger rows no stored row comes from that were
 /// received before the longer of the two. One prune runs at a time across replicas (a
-/// session advisory lock on a connection of its own).
+/// session advisory lock on a connection of its own). Ledger rows go at the pace of `share`.
 pub async fn prune(
     pool: &PgPool,
     retain: Duration,
     dedupe_window: Option<Duration>,
+    share: PruneShare,
     now: DateTime<Utc>,
 ) -> Result<PruneReport, sqlx::Error> {
-    prune_until(pool, retain, dedupe_window, now, None).await
+    let pacing = Pacing {
+        share,
+        serving: None,
+    };
+    prune_until(pool, retain, dedupe_window, now, pacing).await
+}
+
+/// How the removal of ledger rows paces itself.
+struct Pacing<'a> {
+    share: PruneShare,
+    /// Inside `serve`, what it also yields to.
+    serving: Option<&'a mut Serving>,
 }
 
 /// What a prune inside `serve` yields to between batches of ledger rows.
@@ -134,7 +182,7 @@ async fn prune_until(
     retain: Duration,
     dedupe_window: Option<Duration>,
     now: DateTime<Utc>,
-    serving: Option<&mut Serving>,
+    pacing: Pacing<'_>,
 ) -> Result<PruneReport, sqlx::Error> {
     let before =
         |age: Duration| now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
@@ -155,7 +203,7 @@ async fn prune_until(
     }
     let mut pruned = prune_locked(&mut conn, cutoff).await;
     if let (Ok(report), Some(ledger_cutoff)) = (&mut pruned, ledger_cutoff) {
-        match prune_ledger(&mut conn, ledger_cutoff, serving).await {
+        match prune_ledger(&mut conn, ledger_cutoff, pacing).await {
             Ok(removed) => report.ledger_rows_removed = removed,
             Err(err) => pruned = Err(err),
         }
@@ -264,15 +312,16 @@ async fn remove_processed_kept(
 }
 
 /// Removes, batch by batch, the processed ledger rows received before `cutoff` that no stored
-/// row references; each batch commits on its own. Between batches it rests
-/// [`REST_PER_BATCH`] times as long as the batch took, so a long catch-up leaves the
-/// database most of its time for ingestion.
+/// row references; each batch commits on its own. Between batches it rests long enough to
+/// keep within the pace's share, so a long catch-up leaves the database most of its time for
+/// ingestion.
 /// Returns how many went.
 async fn prune_ledger(
     conn: &mut PgConnection,
     cutoff: DateTime<Utc>,
-    mut serving: Option<&mut Serving>,
+    pacing: Pacing<'_>,
 ) -> Result<i64, sqlx::Error> {
+    let Pacing { share, mut serving } = pacing;
     let mut removed = 0;
     loop {
         let started = std::time::Instant::now();
@@ -288,7 +337,7 @@ async fn prune_ledger(
         if batch.examined < LEDGER_BATCH {
             return Ok(removed);
         }
-        let pause = started.elapsed() * REST_PER_BATCH;
+        let pause = share.rest_after(started.elapsed());
         if rest(pause, serving.as_deref_mut()).await {
             return Ok(removed);
         }
@@ -336,7 +385,11 @@ pub async fn maintain(
             continue;
         };
         let window = config.dedupe_window;
-        match prune_until(&pool, retain, window, Utc::now(), Some(&mut serving)).await {
+        let pacing = Pacing {
+            share: config.share,
+            serving: Some(&mut serving),
+        };
+        match prune_until(&pool, retain, window, Utc::now(), pacing).await {
             Ok(report) => tracing::info!(%report, "raw bodies pruned"),
             Err(err) => tracing::error!(error = %err, "pruning raw bodies failed"),
         }
@@ -352,6 +405,21 @@ mod tests {
         let (stop_tx, stop) = watch::channel(false);
         let ingest = IngestLoad::fixed(waiting);
         (stop_tx, Serving { stop, ingest })
+    }
+
+    #[test]
+    fn a_share_sets_the_rest_after_each_batch() {
+        let batch = Duration::from_millis(40);
+        assert_eq!(PruneShare::default().rest_after(batch), batch * 9);
+        let twentieth = PruneShare::new(0.05).unwrap();
+        assert_eq!(twentieth.rest_after(batch), batch * 19);
+        assert_eq!(
+            PruneShare::new(1.0).unwrap().rest_after(batch),
+            Duration::ZERO
+        );
+        for outside in [0.0, 0.005, 1.5, f64::NAN] {
+            assert_eq!(PruneShare::new(outside), None, "{outside}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,8 +9,9 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
+use terra_sink::PruneShare;
 
-use crate::helpers::{eventually, example, ledger_count, processor, receive_only, TestApp};
+use crate::helpers::{binary, eventually, example, ledger_count, processor, receive_only, TestApp};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -58,7 +59,7 @@ async fn prune_drops_processed_bodies_and_keeps_everything_else(pool: PgPool) {
 
     // Three days from now, with one day of retention: today's partition is due.
     let later = Utc::now() + chrono::Duration::days(3);
-    let report = terra_sink::ledger::prune(&pool, DAY, None, later)
+    let report = terra_sink::ledger::prune(&pool, DAY, None, PruneShare::default(), later)
         .await
         .unwrap();
     assert!(report.partitions_dropped >= 1, "{report:?}");
@@ -107,7 +108,7 @@ async fn prune_drops_processed_bodies_and_keeps_everything_else(pool: PgPool) {
     assert!(error.unwrap().contains("removed by retention"));
 
     // The kept body goes once its delivery is processed.
-    let report = terra_sink::ledger::prune(&pool, DAY, None, later)
+    let report = terra_sink::ledger::prune(&pool, DAY, None, PruneShare::default(), later)
         .await
         .unwrap();
     assert_eq!(report.bodies_removed, 1, "{report:?}");
@@ -124,7 +125,7 @@ async fn prune_keeps_recent_bodies(pool: PgPool) {
         200
     );
     processor(&pool).drain().await.unwrap();
-    let report = terra_sink::ledger::prune(&pool, DAY, None, Utc::now())
+    let report = terra_sink::ledger::prune(&pool, DAY, None, PruneShare::default(), Utc::now())
         .await
         .unwrap();
     assert_eq!((report.partitions_dropped, report.bodies_removed), (0, 0));
@@ -188,7 +189,7 @@ async fn prune_forgets_superseded_ledger_rows_after_the_dedupe_window(pool: PgPo
 
     // Past the body retention but inside the window, every ledger row stays.
     let in_window = Utc::now() + chrono::Duration::days(3);
-    let report = terra_sink::ledger::prune(&pool, DAY, week, in_window)
+    let report = terra_sink::ledger::prune(&pool, DAY, week, PruneShare::default(), in_window)
         .await
         .unwrap();
     assert!(report.bodies_removed >= 2, "{report:?}");
@@ -198,7 +199,7 @@ async fn prune_forgets_superseded_ledger_rows_after_the_dedupe_window(pool: PgPo
     // Past the window, the superseded version goes; the auth, the stored version's row and the
     // parked delivery stay.
     let past_window = Utc::now() + chrono::Duration::days(10);
-    let report = terra_sink::ledger::prune(&pool, DAY, week, past_window)
+    let report = terra_sink::ledger::prune(&pool, DAY, week, PruneShare::default(), past_window)
         .await
         .unwrap();
     assert_eq!(report.ledger_rows_removed, 1, "{report:?}");
@@ -338,9 +339,10 @@ async fn migrating_a_populated_ledger_keeps_every_body(pool: PgPool) {
 
     // Thirty days of retention removes the processed bodies of whole months before the cutoff
     // and keeps every unprocessed one.
-    let report = terra_sink::ledger::prune(&pool, 30 * DAY, None, Utc::now())
-        .await
-        .unwrap();
+    let report =
+        terra_sink::ledger::prune(&pool, 30 * DAY, None, PruneShare::default(), Utc::now())
+            .await
+            .unwrap();
     assert!(report.partitions_dropped >= 1, "{report:?}");
     let left: (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE d.status = 'pending'), count(*)
@@ -362,4 +364,25 @@ async fn migrating_a_populated_ledger_keeps_every_body(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(recent_removed, 0, "nothing younger than the retention goes");
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn the_prune_command_takes_its_pace(pool: PgPool) {
+    let dir = binary::scratch_dir("prune-share");
+    let run = |share: &str| {
+        binary::terra_sink(&dir)
+            .env("DATABASE_URL", binary::database_url(&pool))
+            .args(["prune", "--older-than", "30d", "--prune-share", share])
+            .output()
+            .unwrap()
+    };
+    let out = run("100%");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("removed 0 bodies"), "{stdout}");
+
+    let out = run("0%");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("from 1% to 100%"), "{stderr}");
 }

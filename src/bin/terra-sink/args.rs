@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use terra_sink::backfill::Progress;
 use terra_sink::reconcile::{self, ReconcileConfig, ScheduledReconcile};
 use terra_sink::{
-    DataType, DbSettings, GroupCommitConfig, LogFormat, PingConfig, RetentionConfig,
+    DataType, DbSettings, GroupCommitConfig, LogFormat, PingConfig, PruneShare, RetentionConfig,
     RevokedDataPolicy, ServeConfig, WorkerConfig,
 };
 
@@ -86,7 +86,7 @@ pub struct PruneArgs {
     pub dedupe: DedupeArgs,
 }
 
-/// How long the ledger remembers deliveries nothing else needs.
+/// How long the ledger remembers deliveries nothing else needs, and how fast it then forgets them.
 #[derive(Debug, Args)]
 pub struct DedupeArgs {
     /// Keep a processed ledger row that no stored row comes from (a superseded version, an
@@ -96,6 +96,13 @@ pub struct DedupeArgs {
           default_value_t = DedupeWindow(RetentionConfig::default().dedupe_window),
           value_parser = parse_dedupe_window)]
     pub dedupe_window: DedupeWindow,
+
+    /// The largest share of one database connection's time that removing those ledger rows
+    /// takes, from 1% to 100% (e.g. `5%` or `0.05`): it rests after each batch to stay within
+    /// it. Lower disturbs the acknowledgements less; higher catches up sooner.
+    #[arg(long = "prune-share", env = "TERRA_SINK_PRUNE_SHARE",
+          default_value_t = PruneShare::default(), value_parser = parse_share)]
+    pub share: PruneShare,
 }
 
 /// A dedupe window: `None` is forever.
@@ -835,6 +842,18 @@ fn parse_age(value: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_share(value: &str) -> Result<PruneShare, String> {
+    let value = value.trim();
+    let share = match value.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => value.parse::<f64>(),
+    };
+    share
+        .ok()
+        .and_then(PruneShare::new)
+        .ok_or_else(|| "must be a share from 1% to 100%, e.g. 5% or 0.05".to_owned())
+}
+
 fn parse_dedupe_window(value: &str) -> Result<DedupeWindow, String> {
     if value.trim().eq_ignore_ascii_case("forever") {
         return Ok(DedupeWindow(None));
@@ -1038,6 +1057,7 @@ impl ServeArgs {
             retention: RetentionConfig {
                 retain_bodies: self.retain_bodies,
                 dedupe_window: self.dedupe.dedupe_window.0,
+                share: self.dedupe.share,
                 ..RetentionConfig::default()
             },
             reconcile,
@@ -1303,6 +1323,31 @@ mod tests {
         .validate()
         .unwrap();
         assert_eq!(config.retention.dedupe_window, Some(week));
+    }
+
+    #[test]
+    fn prune_share_is_a_percentage_or_a_fraction() {
+        let share = |v: &str| parse_share(v).map(PruneShare::get);
+        assert_eq!(share("5%"), Ok(0.05));
+        assert_eq!(share("0.05"), Ok(0.05));
+        assert_eq!(share("100%"), Ok(1.0));
+        for bad in ["0", "0%", "0.5%", "150%", "2", "-10%", "fast", ""] {
+            let err = parse_share(bad).unwrap_err();
+            assert!(err.contains("from 1% to 100%"), "{bad}: {err}");
+        }
+        let shown = PruneShare::default().to_string();
+        assert_eq!(parse_share(&shown), Ok(PruneShare::default()));
+        let config = serve_args(&[
+            "--database-url",
+            "postgres://x/y",
+            "--signing-secret",
+            GOOD_A,
+            "--prune-share",
+            "5%",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(config.retention.share.get(), 0.05);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `prune`: removes old raw bodies, then ledger rows past the dedupe window that nothing needs.
 
 use anyhow::Context;
+use chrono::Utc;
 
 use super::open_database;
 use crate::args::PruneArgs;
@@ -10,7 +11,8 @@ use crate::args::PruneArgs;
 pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     let pool = open_database(&args.database).await?;
     let window = args.dedupe.dedupe_window.0;
-    let report = terra_sink::ledger::prune(&pool, args.older_than, window, chrono::Utc::now())
+    let share = args.dedupe.share;
+    let report = terra_sink::ledger::prune(&pool, args.older_than, window, share, Utc::now())
         .await
         .context("pruning the ledger failed")?;
     if report.already_running {
