@@ -441,6 +441,14 @@ second_p99_median() {
         '$1 >= from && $1 < to { print $3 }' | sort -g |
         awk '{ v[NR] = $1 } END { printf "%.1f ms", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+# A fresh database and server holding OLD old deliveries (prune_seed), and COUNT bodies to send.
+prune_prepare() {
+    local count=$1 old=$2
+    db_fresh "$TS_DB"
+    start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
+    prune_seed "$old"
+    bodies typical "$count" --out "$BENCH_OUT/work/prune.tsv" >/dev/null
+}
 # OLD processed deliveries with 4.8 KB bodies, received 40-49 days ago, in ten day partitions.
 prune_seed() {
     sql "$TS_DB" "SELECT terra.add_body_partition(d, d + interval '1 day')
@@ -477,10 +485,7 @@ prune_alternating() {
     local w=$BENCH_OUT/work pruner toggler took paused compared left
     count=$((rate * secs))
     log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, the prune paused and resumed every $BENCH_PRUNE_ALTERNATE s"
-    db_fresh "$TS_DB"
-    start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
-    prune_seed "$old"
-    bodies typical "$count" --out "$w/prune.tsv" >/dev/null
+    prune_prepare "$count" "$old"
     la=$(loadavg)
     prune_settle
     (sleep "$BENCH_PRUNE_DELAY" && run_prune) &
@@ -516,10 +521,7 @@ workload_prune() {
     ((BENCH_PRUNE_CONTROL == 0)) || middle=control
     count=$((rate * secs))
     log "prune: $(int "$old") old deliveries, then open loop $rate/s for $secs s, without, $middle, without"
-    db_fresh "$TS_DB"
-    start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
-    prune_seed "$old"
-    bodies typical "$count" --out "$BENCH_OUT/work/prune.tsv" >/dev/null
+    prune_prepare "$count" "$old"
     la=$(loadavg)
     prune_settle
     base=$(prune_load "$count" before)
