@@ -401,6 +401,8 @@ run_prune() {
     echo "$pruner" >"$w/prune.pid"
     if wait "$pruner"; then prune_out=$(cat "$w/prune.stdout"); else
         prune_out="FAILED: $(tail -3 "$w/prune.err")"; fi
+    # Its pid may be reused now: nothing may signal it any more.
+    rm -f "$w/prune.pid"
     ended=$(date +%s.%N)
     echo "$ended end" >>"$w/prune.events"
     echo "$(calc "$ended - $started" 2) $prune_out" >"$w/prune.out"
@@ -409,8 +411,11 @@ run_prune() {
 # logs each change to work/prune.events.
 alternate_prune() {
     local w=$BENCH_OUT/work pruner
-    until [[ -s $w/prune.pid ]]; do sleep 0.1; done
-    pruner=$(cat "$w/prune.pid")
+    until [[ -s $w/prune.pid ]]; do
+        grep -qs ' end$' "$w/prune.events" && return 0
+        sleep 0.1
+    done
+    pruner=$(cat "$w/prune.pid") || return 0
     while sleep "$BENCH_PRUNE_ALTERNATE" && pause_between_statements "$pruner"; do
         echo "$(date +%s.%N) pause" >>"$w/prune.events"
         sleep "$BENCH_PRUNE_ALTERNATE"
@@ -419,8 +424,8 @@ alternate_prune() {
     done
 }
 # Stops PID while its connection (the one holding the prune's one-key advisory lock) is idle
-# between statements, retrying every 20 ms; fails once PID has exited. Paused inside a statement, the
-# prune would count the pause as that batch's time and rest nine times as long after it.
+# between statements, retrying every 20 ms; fails once PID has exited. Paused inside a
+# statement, the prune would count the pause as that batch's time and rest accordingly.
 pause_between_statements() {
     local pid=$1 state
     while kill -STOP "$pid" 2>/dev/null; do
