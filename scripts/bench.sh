@@ -209,6 +209,9 @@ bodies() {
     shift 2
     TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/bench_bodies" --kind "$kind" --count "$count" \
         --users "$BENCH_USERS" "$@" | tee -a "$BENCH_OUT/bench.log"
+    # Written back now: left to the kernel, hundreds of MB go out 30 s later, in the middle of
+    # the load, and the file system's flush holds up the database's WAL flushes for a second.
+    sync
 }
 
 # wrk_load URL CONNECTIONS SECONDS: one wrk run over freshly signed typical bodies; prints the

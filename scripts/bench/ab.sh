@@ -14,7 +14,10 @@
 # AB_NODRAIN=1 (the burst only, no wait for the typed rows), AB_STATEMENTS=N (when the server
 # preloads pg_stat_statements: the N statements that took most time in each run), AB_WAL=1
 # (the server's WAL written during each run, per delivery, from pg_stat_wal, which counts the
-# whole server: run nothing else against it), BENCH_PG
+# whole server: run nothing else against it), AB_OPEN=RATE (instead of the burst, an open loop
+# of examples/load at RATE/s for AB_SECS: ack p50/p99/max counted from when each request was
+# due and, unless a side sets TERRA_SINK_WORKERS=0, the ack→typed lag), AB_SQL_A / AB_SQL_B
+# (a file of SQL run against one side's fresh database once its server is ready), BENCH_PG
 # (server URL without a database, default postgres://postgres@127.0.0.1:5432; loopback only).
 # The bodies come from target/release/examples/bench_bodies (build it first). Everything runs on
 # 127.0.0.1, every load is bounded, and the scratch database terra_sink_ab_<pid> is dropped at
@@ -23,7 +26,7 @@ set -euo pipefail
 exec </dev/null
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[[ $# -ge 2 ]] || { sed -n '2,18p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,21p' "$0"; exit 2; }
 # Absolute paths: each server starts in a scratch folder.
 bins=("$(realpath "$1")" "$(realpath "$2")")
 rounds=${3:-3}
@@ -48,10 +51,16 @@ stop() {
 cleanup() { stop; sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; rm -rf "$work"; }
 trap cleanup EXIT
 
+# wrk sends the signatures made here, so its rounds must end within Terra's 300 s tolerance;
+# examples/load signs each request as it sends it.
+if [[ -n ${AB_OPEN:-} ]]; then bodies=open.tsv count=$((AB_OPEN * secs)); else
+    bodies=typical.tsv count=100000; fi
 TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" --kind typical \
-    --count 100000 --users 1000 --out "$work/typical.tsv" >/dev/null
+    --count "$count" --users 1000 --out "$work/$bodies" >/dev/null
+# Written back before the runs, not by the kernel 30 s into them (see bench.sh's bodies()).
+sync
 
-# wrk_field LINE KEY: one key=value field of wrk's WRK_RESULT line.
+# wrk_field LINE KEY: one key=value field of wrk's WRK_RESULT line (or of examples/load's).
 wrk_field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 # One line: the WAL written since the reset (bytes, full-page images, write and sync time when
@@ -63,25 +72,13 @@ wal_report() {
         FROM pg_stat_wal w, (SELECT count(*) AS n FROM terra.deliveries) d"
 }
 
-run() {
-    local bin=$1 side_env=$2 port line statements=${AB_STATEMENTS:-0}
-    # A database per run, so no run finds another's rows or dead tuples.
-    sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
-    sql postgres "CREATE DATABASE $db"
-    if ((statements > 0)); then sql "$db" "CREATE EXTENSION pg_stat_statements"; fi
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    # shellcheck disable=SC2086 # AB_ENV and the side's settings are lists of VAR=value words
-    (cd "$work" && exec env DATABASE_URL="$pg/$db" TERRA_SIGNING_SECRET="$secret" \
-        TERRA_SINK_BIND="127.0.0.1:$port" RUST_LOG=warn ${AB_ENV:-} $side_env "$bin" serve) \
-        >>"$work/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
-    if ((statements > 0)); then sql "$db" "SELECT pg_stat_statements_reset()" >/dev/null; fi
-    if [[ -n ${AB_WAL:-} ]]; then sql "$db" "SELECT pg_stat_reset_shared('wal')" >/dev/null; fi
-    local ready
+# burst URL: wrk at AB_CONNECTIONS for AB_SECS, then (unless AB_NODRAIN) until the ledger
+# has drained; one line of figures.
+burst() {
+    local ready line
     ready=$(mktemp -d "$work/ready.XXXX")
     line=$(wrk -t 2 -c "$connections" -d "${secs}s" --timeout 30s \
-        -s "$root/scripts/bench/deliveries.lua" "http://127.0.0.1:$port/webhooks/terra" \
+        -s "$root/scripts/bench/deliveries.lua" "$1" \
         -- "$work/typical.tsv" "ab-$$-$RANDOM" 2 "$ready" | grep '^WRK_RESULT')
     printf 'burst %s/s acked, p99 %s ms, %s typed by its end; ' \
         "$(($(wrk_field "$line" requests) * 1000000 / $(wrk_field "$line" duration_us)))" \
@@ -99,6 +96,42 @@ run() {
     else
         echo "not drained"
     fi
+}
+
+# open_loop URL SIDE_ENV: examples/load at AB_OPEN/s for AB_SECS; one line of its figures.
+open_loop() {
+    local out lag=()
+    # With processing off the ledger never drains: no lag to wait for.
+    [[ " ${AB_ENV:-} $2 " == *" TERRA_SINK_WORKERS=0 "* ]] || lag=(--database-url "$pg/$db")
+    out=$(TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/load" --url "$1" \
+        --bodies "$work/open.tsv" --count "$((AB_OPEN * secs))" --rate "$AB_OPEN" \
+        --concurrency 128 "${lag[@]}" | tail -1)
+    printf 'open loop %s/s: ack p50 %s, p99 %s, max %s; %s failed; lag p99 %s\n' "$AB_OPEN" \
+        "$(wrk_field "$out" p50)" "$(wrk_field "$out" p99)" "$(wrk_field "$out" max)" \
+        "$(wrk_field "$out" failed)" "$( ((${#lag[@]})) && wrk_field "$out" lag_p99 || echo '- (processing off)')"
+}
+
+run() {
+    local bin=$1 side_env=$2 side_sql=$3 port statements=${AB_STATEMENTS:-0}
+    # A database per run, so no run finds another's rows or dead tuples.
+    sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+    sql postgres "CREATE DATABASE $db"
+    if ((statements > 0)); then sql "$db" "CREATE EXTENSION pg_stat_statements"; fi
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # shellcheck disable=SC2086 # AB_ENV and the side's settings are lists of VAR=value words
+    (cd "$work" && exec env DATABASE_URL="$pg/$db" TERRA_SIGNING_SECRET="$secret" \
+        TERRA_SINK_BIND="127.0.0.1:$port" RUST_LOG=warn ${AB_ENV:-} $side_env "$bin" serve) \
+        >>"$work/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+    if ((statements > 0)); then sql "$db" "SELECT pg_stat_statements_reset()" >/dev/null; fi
+    if [[ -n $side_sql ]]; then psql -XAtq -v ON_ERROR_STOP=1 "$pg/$db" -f "$side_sql" >/dev/null; fi
+    if [[ -n ${AB_WAL:-} ]]; then sql "$db" "SELECT pg_stat_reset_shared('wal')" >/dev/null; fi
+    if [[ -n ${AB_OPEN:-} ]]; then
+        open_loop "http://127.0.0.1:$port/webhooks/terra" "$side_env"
+    else
+        burst "http://127.0.0.1:$port/webhooks/terra"
+    fi
     stop
     if [[ -n ${AB_WAL:-} ]]; then wal_report; fi
     if ((statements > 0)); then
@@ -110,9 +143,11 @@ run() {
 }
 
 sides=("${AB_ENV_A:-}" "${AB_ENV_B:-}")
+side_sql=("${AB_SQL_A:-}" "${AB_SQL_B:-}")
+for f in "${side_sql[@]}"; do [[ -z $f || -r $f ]] || { echo "cannot read $f" >&2; exit 2; }; done
 for round in $(seq "$rounds"); do
     for which in 0 1; do
         printf '%s round %s: %s\n' "$([[ $which == 0 ]] && echo A || echo B)" "$round" \
-            "$(run "${bins[$which]}" "${sides[$which]}")"
+            "$(run "${bins[$which]}" "${sides[$which]}" "${side_sql[$which]}")"
     done
 done

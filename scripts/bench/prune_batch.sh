@@ -44,6 +44,8 @@ trap cleanup EXIT
 
 TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" --kind typical \
     --count 100000 --users 1000 --out "$work/typical.tsv" >/dev/null
+# Written back before the load, not by the kernel 30 s into it (see bench.sh's bodies()).
+sync
 sql postgres "CREATE DATABASE $db"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (cd "$work" && exec env DATABASE_URL="$pg/$db" TERRA_SIGNING_SECRET="$secret" \
