@@ -29,6 +29,8 @@
 # scratch databases (terra_sink_bench_<pid>, reference_receiver_bench_<pid>) that are dropped
 # afterwards; the servers are stopped on exit, on failure too. Bodies are written by
 # examples/bench_bodies.rs and signed right before each load (Terra's tolerance is 300 s).
+# Beside each figure: the load average when its load started and how many checkpoints the
+# server made during the load (for e2e, open and drain, until the ledger drained).
 #
 # Settings (environment):
 #   REFERENCE_RECEIVER_DIR  default ../shared/reference-receiver (beside the repository, or
@@ -111,6 +113,25 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$BENCH_OUT/b
 die() { log "error: $*"; exit 1; }
 note() { NOTES+=("$*"); log "note: $*"; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# Checkpoints the server has made so far (timed and requested; PostgreSQL 17 moved the counters).
+# A checkpoint inside a load makes every page touched again after it write a full-page image,
+# which can move a load's figures by more than the difference being measured.
+checkpoints() {
+    sql postgres "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter" 2>/dev/null ||
+        sql postgres "SELECT num_timed + num_requested FROM pg_stat_checkpointer" 2>/dev/null ||
+        echo "?"
+}
+# checkpoints_since N: "no checkpoint", "1 checkpoint", "N checkpoints" since the count N.
+checkpoints_since() {
+    local now
+    now=$(checkpoints)
+    if [[ $1 == "?" || $now == "?" ]]; then echo "checkpoints unknown"; return; fi
+    case $((now - $1)) in
+        0) echo "no checkpoint" ;;
+        1) echo "1 checkpoint" ;;
+        *) echo "$((now - $1)) checkpoints" ;;
+    esac
+}
 # key=value fields of a one-line report (wrk's WRK_RESULT, examples/load's summary).
 field() { sed -n "s/.*[[:space:]]$2=\([^[:space:]]*\).*/\1/p" <<<" $1" | head -1; }
 # Integer with thousands separators.
@@ -283,7 +304,10 @@ reference_wrk() {
     db_fresh "$REF_DB"
     start_reference
     REF_LOAD=$(loadavg)
+    local ckpt
+    ckpt=$(checkpoints)
     REF_LINE=$(wrk_load "$REF_URL" "$1" "$2")
+    REF_LOAD="$REF_LOAD, $(checkpoints_since "$ckpt")"
     check_wrk reference "$REF_LINE"
     log "reference stored $(sql "$REF_DB" "SELECT count(*) FROM peer_raw_events") events"
     stop_servers
@@ -291,12 +315,14 @@ reference_wrk() {
 }
 
 # terra_sink_wrk CONNECTIONS SECONDS: starts terra-sink over a fresh database and puts one wrk
-# load on it, leaving it running; sets TS_LINE and TS_LOAD.
+# load on it, leaving it running; sets TS_LINE, TS_LOAD and TS_CHECKPOINTS (the server's
+# checkpoint count when the load started).
 terra_sink_wrk() {
     log "terra-sink: $1 connections, $2 s"
     db_fresh "$TS_DB"
     start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
     TS_LOAD=$(loadavg)
+    TS_CHECKPOINTS=$(checkpoints)
     TS_LINE=$(wrk_load "$TS_URL" "$1" "$2")
     check_wrk terra-sink "$TS_LINE"
     log "terra-sink ledger holds $(sql "$TS_DB" "SELECT count(*) FROM terra.deliveries") deliveries"
@@ -307,6 +333,7 @@ workload_ack() {
     log "ack: acknowledged/s at $c connections"
     reference_wrk "$c" "$d"
     terra_sink_wrk "$c" "$d"
+    TS_LOAD="$TS_LOAD, $(checkpoints_since "$TS_CHECKPOINTS")"
     stop_servers
     db_drop "$TS_DB"
     row "acknowledged/s, $c connections, $d s" \
@@ -323,6 +350,7 @@ workload_e2e() {
     terra_sink_wrk "$c" "$d"
     local drained=yes
     wait_typed || drained=no
+    TS_LOAD="$TS_LOAD, $(checkpoints_since "$TS_CHECKPOINTS")"
     local n span after
     n=$(sql "$TS_DB" "SELECT count(*) FROM terra.deliveries")
     # From the first receipt to the last typed row (or to now, if it did not drain).
@@ -346,16 +374,18 @@ workload_e2e() {
 }
 
 workload_open() {
-    local rate=$BENCH_OPEN_RATE secs=$BENCH_OPEN_SECS count la out
+    local rate=$BENCH_OPEN_RATE secs=$BENCH_OPEN_SECS count la out ckpt
     count=$((rate * secs))
     log "open: terra-sink, examples/load open loop $rate/s for $secs s ($count deliveries)"
     db_fresh "$TS_DB"
     start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
     bodies typical "$count" --out "$BENCH_OUT/work/open.tsv" >/dev/null
     la=$(loadavg)
+    ckpt=$(checkpoints)
     out=$(TERRA_SIGNING_SECRET="$SECRET" "$BIN/examples/load" --url "$TS_URL" \
         --bodies "$BENCH_OUT/work/open.tsv" --count "$count" --rate "$rate" --concurrency 128 \
         --database-url "$BENCH_PG/$TS_DB" --drain-timeout "$BENCH_DRAIN_TIMEOUT")
+    la="$la, $(checkpoints_since "$ckpt")"
     log "open: $out"
     (($(field "$out" failed) == 0)) || note "open: $(field "$out" failed) requests failed"
     [[ $(field "$out" drained_after) != timeout ]] ||
@@ -664,11 +694,13 @@ workload_drain() {
 
     log "drain: restarting terra-sink with workers; timing the drain of $stored deliveries"
     la=$(loadavg)
-    local t0
+    local t0 ckpt
+    ckpt=$(checkpoints)
     t0=$(sql "$TS_DB" "SELECT clock_timestamp()")
     start_terra_sink "${BENCH_TERRA_SINK_WORKERS:-}"
     local drained=yes
     wait_typed || drained=no
+    la="$la, $(checkpoints_since "$ckpt")"
     secs=$(sql "$TS_DB" "SELECT extract(epoch FROM coalesce(CASE WHEN '$drained' = 'yes'
         THEN max(processed_at) END, clock_timestamp()) - '$t0'::timestamptz) FROM terra.deliveries")
     ledger_states drain
