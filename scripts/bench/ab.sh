@@ -14,7 +14,9 @@
 # AB_NODRAIN=1 (the burst only, no wait for the typed rows), AB_STATEMENTS=N (when the server
 # preloads pg_stat_statements: the N statements that took most time in each run), AB_WAL=1
 # (the server's WAL written during each run, per delivery, from pg_stat_wal, which counts the
-# whole server: run nothing else against it), AB_OPEN=RATE (instead of the burst, an open loop
+# whole server: run nothing else against it), AB_WAITS=N (what the server's connections were
+# doing during each burst or open loop, read from pg_stat_activity every 5 ms by one more
+# connection: the N most frequent (connection, wait event or CPU, statement)), AB_OPEN=RATE (instead of the burst, an open loop
 # of examples/load at RATE/s for AB_SECS: ack p50/p99/max counted from when each request was
 # due and, unless a side sets TERRA_SINK_WORKERS=0, the ack→typed lag), AB_SQL_A / AB_SQL_B
 # (a file of SQL run against one side's fresh database once its server is ready), BENCH_PG
@@ -26,7 +28,7 @@ set -euo pipefail
 exec </dev/null
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[[ $# -ge 2 ]] || { sed -n '2,21p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,23p' "$0"; exit 2; }
 # Absolute paths: each server starts in a scratch folder.
 bins=("$(realpath "$1")" "$(realpath "$2")")
 rounds=${3:-3}
@@ -70,6 +72,30 @@ wal_report() {
             round(w.wal_bytes / 1e6), round(w.wal_bytes / greatest(d.n, 1)), w.wal_fpi,
             round(w.wal_write_time), round(w.wal_sync_time), w.wal_sync)
         FROM pg_stat_wal w, (SELECT count(*) AS n FROM terra.deliveries) d"
+}
+
+# waits_start: samples the server's active connections (and the WAL writer) every 5 ms for
+# AB_SECS seconds, in the background, into $work/waits. A sample with no wait event is a
+# backend on the CPU (or waiting for one). Each sample is a read-only statement of its own
+# (psql's \watch): a long transaction, or one that writes, would change what it measures (a
+# long one holds back the cleanup of the queue index that every claim walks).
+waits_start() {
+    printf '%s\n\\watch 0.005\n' "SELECT coalesce(nullif(application_name, ''), backend_type),
+               coalesce(wait_event_type || ':' || wait_event, 'CPU'),
+               left(regexp_replace(query, '\s+', ' ', 'g'), 50)
+        FROM pg_stat_activity
+        WHERE pid <> pg_backend_pid()
+          AND ((backend_type = 'client backend' AND state = 'active')
+               OR backend_type = 'walwriter');" |
+        timeout "$secs" psql -XAtq -F ', ' "$pg/$db" >"$work/waits" 2>/dev/null &
+    waits_pid=$!
+}
+
+# waits_report: the AB_WAITS most frequent samples of the run.
+waits_report() {
+    wait "$waits_pid" || true
+    sort "$work/waits" | uniq -c | sort -rn | head -n "$AB_WAITS" |
+        sed 's/^ *\([0-9]*\) /  \1 samples: /'
 }
 
 # burst URL: wrk at AB_CONNECTIONS for AB_SECS, then (unless AB_NODRAIN) until the ledger
@@ -127,6 +153,7 @@ run() {
     if ((statements > 0)); then sql "$db" "SELECT pg_stat_statements_reset()" >/dev/null; fi
     if [[ -n $side_sql ]]; then psql -XAtq -v ON_ERROR_STOP=1 "$pg/$db" -f "$side_sql" >/dev/null; fi
     if [[ -n ${AB_WAL:-} ]]; then sql "$db" "SELECT pg_stat_reset_shared('wal')" >/dev/null; fi
+    if [[ -n ${AB_WAITS:-} ]]; then waits_start; fi
     if [[ -n ${AB_OPEN:-} ]]; then
         open_loop "http://127.0.0.1:$port/webhooks/terra" "$side_env"
     else
@@ -134,6 +161,7 @@ run() {
     fi
     stop
     if [[ -n ${AB_WAL:-} ]]; then wal_report; fi
+    if [[ -n ${AB_WAITS:-} ]]; then waits_report; fi
     if ((statements > 0)); then
         sql "$db" "SELECT format('  %s ms %s calls: %s', round(total_exec_time), calls,
                 left(regexp_replace(query, '\s+', ' ', 'g'), 100))
