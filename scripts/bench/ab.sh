@@ -16,11 +16,12 @@
 # (the server's WAL written during each run, per delivery, from pg_stat_wal, which counts the
 # whole server: run nothing else against it), AB_WAITS=N (what the server's connections were
 # doing during each burst or open loop, read from pg_stat_activity every 5 ms by one more
-# connection: the N most frequent (connection, wait event or CPU, statement)), AB_OPEN=RATE (instead of the burst, an open loop
-# of examples/load at RATE/s for AB_SECS: ack p50/p99/max counted from when each request was
-# due and, unless a side sets TERRA_SINK_WORKERS=0, the ack→typed lag), AB_SQL_A / AB_SQL_B
-# (a file of SQL run against one side's fresh database once its server is ready), BENCH_PG
-# (server URL without a database, default postgres://postgres@127.0.0.1:5432; loopback only).
+# connection: the N most frequent (connection, wait event or CPU, statement)), AB_OPEN=RATE
+# (instead of the burst, an open loop of examples/load at RATE/s for AB_SECS: ack p50/p99/max
+# counted from when each request was due and, unless a side sets TERRA_SINK_WORKERS=0, the
+# ack→typed lag), AB_SQL_A / AB_SQL_B (a file of SQL run against one side's fresh database once
+# its server is ready), BENCH_PG (server URL without a database, default
+# postgres://postgres@127.0.0.1:5432; loopback only).
 # The bodies come from target/release/examples/bench_bodies (build it first). Everything runs on
 # 127.0.0.1, every load is bounded, and the scratch database terra_sink_ab_<pid> is dropped at
 # the end.
@@ -28,7 +29,7 @@ set -euo pipefail
 exec </dev/null
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[[ $# -ge 2 ]] || { sed -n '2,23p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,24p' "$0"; exit 2; }
 # Absolute paths: each server starts in a scratch folder.
 bins=("$(realpath "$1")" "$(realpath "$2")")
 rounds=${3:-3}
