@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::peek::peek;
 use crate::store::text::{self, PgText};
 pub use inspect::{get, list, lock_selected, status_counts, Detail, ListFilter, Summary};
-pub(crate) use queue::{backlog, claim, record_outcomes, Backlog, Claimed, Settled};
+pub(crate) use queue::{backlog, claim, claim_start, record_outcomes, Backlog, Claimed, Settled};
 pub use queue::{count_by_status, requeue, Selection};
 pub(crate) use retention::maintain;
 pub use retention::{prepare_partitions, prune, PruneReport, PruneShare, RetentionConfig};

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::types::PgInterval;
 use sqlx::PgConnection;
 
 use super::{DeliveryStatus, Provenance};
@@ -42,15 +43,16 @@ impl Claimed {
     }
 }
 
-/// Locks up to `max_count` due deliveries, skipping rows other workers hold and the deliveries
-/// of users another batch is claiming or writing (`terra.claim_batch`), in queue order, and
-/// returns those whose bodies fit in `max_bytes` together (at least one). The rest of the
-/// locked rows are released when the transaction ends. Served by the partial queue index in
-/// its order, so the backlog is never sorted.
+/// Locks up to `max_count` deliveries due at or after `from` (see [`claim_start`]), skipping
+/// rows other workers hold and the deliveries of users another batch is claiming or writing
+/// (`terra.claim_batch`), in queue order, and returns those whose bodies fit in `max_bytes`
+/// together (at least one). The rest of the locked rows are released when the transaction
+/// ends. Served by the partial queue index in its order, so the backlog is never sorted.
 pub async fn claim(
     conn: &mut PgConnection,
     max_count: i64,
     max_bytes: i64,
+    from: DateTime<Utc>,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let max_count = i32::try_from(max_count.max(1)).unwrap_or(i32::MAX);
     // One function, so the locks and the bodies are read with one snapshot.
@@ -59,15 +61,30 @@ pub async fn claim(
         r#"
         SELECT id AS "id!", body, ordering_ts, attempts AS "attempts!",
                received_at AS "received_at!", terra_reference, trace_id
-        FROM terra.claim_batch($1, $2, $3)
+        FROM terra.claim_batch($1, $2, $3, $4)
         "#,
         max_count,
         max_bytes,
         max_count.saturating_mul(CLAIM_SCAN),
+        from,
     )
     .fetch_all(conn)
     .await
 }
+
+/// Where claims may start walking the queue: [`CLAIM_START_MARGIN`] before its first due
+/// delivery (`terra.claim_start`). Finding it walks the entries of every delivery processed
+/// since the oldest open transaction began, which claims that start there do not.
+pub async fn claim_start(conn: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::Error> {
+    let margin = PgInterval::try_from(CLAIM_START_MARGIN).map_err(sqlx::Error::Encode)?;
+    sqlx::query_scalar!(r#"SELECT terra.claim_start($1) AS "start!""#, margin)
+        .fetch_one(conn)
+        .await
+}
+
+/// How far before the queue's head claims start, so that a delivery committed after the head
+/// was found, by a transaction that began up to this long before, is still within their reach.
+const CLAIM_START_MARGIN: Duration = Duration::from_secs(10);
 
 /// How many due deliveries, per delivery wanted, a claim looks at before it gives up on the
 /// rest of the queue (belonging to users other batches hold) until the next claim.

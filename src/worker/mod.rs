@@ -10,9 +10,10 @@ mod decode;
 mod download;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{watch, Notify};
 
@@ -46,6 +47,9 @@ pub struct WorkerConfig {
     /// How long a worker lets deliveries gather after a batch that was not full, or after new
     /// ones woke it, before it claims again (zero: at once).
     pub batch_linger: Duration,
+    /// How often the workers look for the queue's head again (see [`ledger::claim_start`]); a
+    /// delivery that became due before the start their claims use waits this long at most.
+    pub claim_start_refresh: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +64,7 @@ impl Default for WorkerConfig {
             batch_max_bytes: 32 * 1024 * 1024,
             yield_to_ingest: Duration::from_secs(5),
             batch_linger: Duration::from_millis(100),
+            claim_start_refresh: Duration::from_secs(10),
         }
     }
 }
@@ -123,6 +128,13 @@ enum Failure {
 /// How often a batch starts over when a concurrent re-key moved one of its users.
 const RESTARTS: usize = 3;
 
+/// Where a process's claims start in the queue, and when that was found.
+#[derive(Debug, Clone, Copy)]
+struct ClaimStart {
+    at: DateTime<Utc>,
+    found: Instant,
+}
+
 /// Turns ledger deliveries into typed rows. Cheap to clone; share one per process.
 #[derive(Debug, Clone)]
 pub struct Processor {
@@ -131,6 +143,7 @@ pub struct Processor {
     metrics: Arc<Metrics>,
     http: reqwest::Client,
     ingest: Option<IngestLoad>,
+    claim_start: Arc<Mutex<Option<ClaimStart>>>,
 }
 
 impl Processor {
@@ -142,6 +155,7 @@ impl Processor {
             metrics,
             http: reqwest::Client::new(),
             ingest: None,
+            claim_start: Arc::default(),
         }
     }
 
@@ -171,7 +185,8 @@ impl Processor {
         let mut tx = self.pool.begin().await?;
         let max_count = i64::try_from(self.config.batch_max_deliveries.max(1)).unwrap_or(1);
         let max_bytes = i64::try_from(self.config.batch_max_bytes).unwrap_or(i64::MAX);
-        let claimed = ledger::claim(&mut tx, max_count, max_bytes).await?;
+        let from = self.claim_from(&mut tx).await?;
+        let claimed = ledger::claim(&mut tx, max_count, max_bytes, from).await?;
         if claimed.is_empty() {
             return Ok(None);
         }
@@ -200,6 +215,20 @@ impl Processor {
         outcomes.sort_by_key(|(id, _)| *id);
         self.count(&ready, &outcomes, started);
         Ok(Some(BatchReport { outcomes, applied }))
+    }
+
+    /// Where the next claim starts: the queue's head as last found, looked up again once that
+    /// is `claim_start_refresh` old.
+    async fn claim_from(&self, conn: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::Error> {
+        let known = *self.claim_start.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(start) = known.filter(|s| s.found.elapsed() < self.config.claim_start_refresh) {
+            return Ok(start.at);
+        }
+        let found = Instant::now();
+        let at = ledger::claim_start(conn).await?;
+        *self.claim_start.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(ClaimStart { at, found });
+        Ok(at)
     }
 
     /// Turns each delivery's verdict into what the ledger records, counting attempts.

@@ -238,6 +238,42 @@ async fn a_claim_leaves_the_deliveries_of_users_another_batch_holds(pool: PgPool
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn claims_start_at_the_queue_head_and_the_next_look_finds_what_was_due_before_it(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
+    deliver(&app, &daily("u1", "2026-07-01", 1, 2, None), None).await;
+    let mut config = test_config().worker;
+    config.claim_start_refresh = Duration::from_secs(3600);
+    let looked = Processor::new(pool.clone(), config, Arc::new(Metrics::new()));
+    let report = looked.process_batch().await.unwrap().unwrap();
+    assert_eq!(report.outcomes.len(), 1);
+
+    // Due from an hour before the head `looked` found, as a delivery whose transaction began
+    // that long before it committed would be.
+    deliver(&app, &daily("u2", "2026-07-01", 2, 2, None), None).await;
+    app.stop().await;
+    sqlx::query(
+        "UPDATE terra.deliveries SET next_attempt_at = now() - interval '1 hour'
+         WHERE status = 'pending'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Claims from the start already found do not reach it...
+    assert!(looked.process_batch().await.unwrap().is_none());
+    // ...the next look at the head does (a processor that has not looked yet looks first).
+    let report = batch_processor(&pool)
+        .process_batch()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcomes.len(), 1);
+    let users: Vec<String> = column(&pool, "SELECT user_id FROM terra.daily ORDER BY 1").await;
+    assert_eq!(users, ["u1", "u2"]);
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_reauth_and_the_users_data_in_one_batch_end_under_the_new_id(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), receive_only()).await;
     deliver(&app, &daily(OLD, "2026-07-01", 10, 2, None), None).await;

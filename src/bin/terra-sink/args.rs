@@ -308,6 +308,7 @@ impl WorkerArgs {
             batch_max_bytes: self.batch_max_bytes,
             yield_to_ingest: Duration::from_millis(self.yield_to_ingest_ms),
             batch_linger: Duration::from_millis(self.batch_linger_ms),
+            claim_start_refresh: WorkerConfig::default().claim_start_refresh,
         }
     }
 }
