@@ -289,23 +289,26 @@ struct Run {
     started_at: f64,
 }
 
-/// Sends requests until `--count` of them have been claimed by the run's tasks.
-async fn sender(run: Arc<Run>) -> Report {
+/// Sends requests until `--count` of them have been claimed by the run's tasks; in an open loop,
+/// each takes the next request the pacer has made due.
+async fn sender(run: Arc<Run>, paced: Option<Arc<Paced>>) -> Report {
     let mut report = Report::default();
     loop {
-        let n = run.next.fetch_add(1, Ordering::Relaxed);
-        if n >= run.args.count {
-            return report;
-        }
-        let due = match run.args.rate {
-            // Open-loop pacing: request n is due at n / rate seconds.
-            Some(rate) => {
-                let due = run.started + Duration::from_secs_f64(n as f64 / rate);
-                tokio::time::sleep_until(due.into()).await;
+        let (n, due) = match &paced {
+            Some(paced) => {
+                let Some((n, due)) = paced.lock().await.recv().await else {
+                    return report;
+                };
                 report.behind_max = report.behind_max.max(due.elapsed());
-                due
+                (n, due)
             }
-            None => Instant::now(),
+            None => {
+                let n = run.next.fetch_add(1, Ordering::Relaxed);
+                if n >= run.args.count {
+                    return report;
+                }
+                (n, Instant::now())
+            }
         };
         let body = &run.bodies[(n as usize) % run.bodies.len()];
         let signature = terra_sink::sign(&run.args.secret, now(), &body.bytes);
@@ -325,6 +328,30 @@ async fn sender(run: Arc<Run>) -> Report {
             _ => report.failures += 1,
         }
     }
+}
+
+/// Open-loop requests made due by the pacer: (request number, when it was due).
+type Paced = tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(u64, Instant)>>;
+
+/// Makes request n due at n / rate seconds, on a thread of its own that sleeps until each due
+/// time. The runtime's timer would round every due time up to its next millisecond tick and
+/// wake late on top of that: the load generator's own delay, not the server's, counted in every
+/// latency (0.7 ms at the median, 1.5 ms at the 99th percentile, at 1,000/s).
+fn pace(run: &Arc<Run>, rate: f64) -> Arc<Paced> {
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (started, count) = (run.started, run.args.count);
+    std::thread::spawn(move || {
+        for n in 0..count {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if due_tx.send((n, due)).is_err() {
+                return;
+            }
+        }
+    });
+    Arc::new(tokio::sync::Mutex::new(due_rx))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -502,8 +529,9 @@ async fn main() {
 
 /// Runs every sender task to the end and merges what they saw.
 async fn run_load(run: &Arc<Run>) -> Report {
+    let paced = run.args.rate.map(|rate| pace(run, rate));
     let tasks: Vec<_> = (0..run.args.concurrency)
-        .map(|_| tokio::spawn(sender(run.clone())))
+        .map(|_| tokio::spawn(sender(run.clone(), paced.clone())))
         .collect();
     let mut total = Report::default();
     for task in tasks {
