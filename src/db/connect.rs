@@ -253,6 +253,25 @@ fn classify_io(io: &std::io::Error) -> Cause {
     }
 }
 
+/// Connection-level failures, as opposed to a statement rejected for its data.
+pub fn is_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            // Class 08: connection exception; 57P0x: the server is shutting down; 53: out of
+            // resources.
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
 /// True for errors that mean the database could not be reached at all (as opposed to a
 /// statement failing on a working connection).
 pub fn is_connection_failure(err: &sqlx::Error) -> bool {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-pub use connect::{ConnectError, DbSettings};
+pub use connect::{is_outage, ConnectError, DbSettings};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -6,6 +6,7 @@
 //! and [`insert`]; webhooks go through the [`GroupCommit`] writer, which commits many
 //! concurrent deliveries at once.
 
+mod connections;
 mod inspect;
 mod queue;
 mod retention;

@@ -16,8 +16,10 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::connections::{Conn, Kept};
 use super::sql::{count_duplicates, insert, Stored};
 use super::NewDelivery;
+use crate::db::is_outage;
 
 /// Limits of the group-commit writer.
 #[derive(Debug, Clone)]
@@ -33,6 +35,10 @@ pub struct GroupCommitConfig {
     pub concurrency: usize,
     /// Time a delivery may wait to be committed before it is answered `503`.
     pub deadline: Duration,
+    /// How long a connection stays with the writer after its group for the next one, before
+    /// it goes back to the pool (0: at once). Borrowing one from the pool for every group costs
+    /// two more round trips.
+    pub keep_connections: Duration,
 }
 
 impl Default for GroupCommitConfig {
@@ -43,6 +49,7 @@ impl Default for GroupCommitConfig {
             window: Duration::ZERO,
             concurrency: 4,
             deadline: Duration::from_millis(1500),
+            keep_connections: Duration::from_millis(100),
         }
     }
 }
@@ -260,6 +267,7 @@ async fn gather(
     hooks: GroupCommitHooks,
 ) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let kept = Arc::new(Kept::new(config.keep_connections));
     let carry: Arc<Mutex<HashMap<i64, i32>>> = Arc::default();
     let mut retry = tokio::time::interval(CARRY_RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -271,6 +279,11 @@ async fn gather(
             },
             _ = retry.tick() => {
                 retry_carried(&pool, &carry);
+                continue;
+            }
+            () = tokio::time::sleep(kept.linger()),
+                if kept.may_hold(slots.available_permits() < config.concurrency.max(1)) => {
+                kept.release_unused();
                 continue;
             }
         };
@@ -288,10 +301,15 @@ async fn gather(
                 }
             }
         }
-        let (pool, hooks, carry, deadline) =
-            (pool.clone(), hooks.clone(), carry.clone(), config.deadline);
+        let writer = Writer {
+            pool: pool.clone(),
+            kept: kept.clone(),
+            hooks: hooks.clone(),
+            carry: carry.clone(),
+            deadline: config.deadline,
+        };
         tokio::spawn(async move {
-            write_group(&pool, group.jobs, deadline, &hooks, &carry).await;
+            writer.write_group(group.jobs).await;
             drop(slot);
         });
     }
@@ -333,51 +351,81 @@ async fn wait_for_slot(
     }
 }
 
-/// Inserts and commits one group, then answers each of its requests.
-async fn write_group(
-    pool: &PgPool,
-    jobs: Vec<Job>,
+/// What a group's write needs from the writer.
+struct Writer {
+    pool: PgPool,
+    kept: Arc<Kept>,
+    hooks: GroupCommitHooks,
+    carry: Arc<Mutex<HashMap<i64, i32>>>,
     deadline: Duration,
-    hooks: &GroupCommitHooks,
-    carry: &Mutex<HashMap<i64, i32>>,
-) {
-    let now = Instant::now();
-    let (jobs, late): (Vec<Job>, Vec<Job>) = jobs
-        .into_iter()
-        .partition(|j| j.deadline > now && j.state.load(Ordering::SeqCst) == WAITING);
-    for job in late {
-        job.answer(Err(LedgerError::Timeout));
-    }
-    let Some(first_deadline) = jobs.iter().map(|j| j.deadline).min() else {
-        return;
-    };
-    (hooks.group_written)(jobs.len());
-    let rows: Vec<NewDelivery> = jobs.iter().map(|j| j.row.clone()).collect();
-    let inserted = tokio::time::timeout_at(first_deadline, insert_open(pool, &rows)).await;
-    let open = match inserted {
-        Err(_) => return answer_all(jobs, || LedgerError::Timeout),
-        Ok(Err(err)) => return answer_all(jobs, || LedgerError::Database(err.to_string())),
-        Ok(Ok(open)) => open,
-    };
-    // From here on the commit's outcome is the answer, however long it takes.
-    let kept: Vec<bool> = jobs.iter().map(Job::start_commit).collect();
-    let committed = tokio::time::timeout(commit_wait(deadline), open.commit(&kept)).await;
-    let answers = match committed {
-        Err(_) => return answer_all(jobs, || LedgerError::Unknown),
-        Ok(Err(err)) => return answer_all(jobs, || LedgerError::Database(err.to_string())),
-        Ok(Ok(answers)) => answers,
-    };
-    let stored_new = answers.iter().any(|a| matches!(a, Some(Stored::New(_))));
-    let repeats = redeliveries(&answers);
-    for (job, answer) in jobs.into_iter().zip(answers) {
-        if let Some(stored) = answer {
-            job.answer(Ok(stored));
+}
+
+impl Writer {
+    /// Inserts and commits one group, then answers each of its requests.
+    async fn write_group(&self, jobs: Vec<Job>) {
+        let now = Instant::now();
+        let (jobs, late): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| j.deadline > now && j.state.load(Ordering::SeqCst) == WAITING);
+        for job in late {
+            job.answer(Err(LedgerError::Timeout));
         }
+        let Some(first_deadline) = jobs.iter().map(|j| j.deadline).min() else {
+            return;
+        };
+        (self.hooks.group_written)(jobs.len());
+        let rows: Vec<NewDelivery> = jobs.iter().map(|j| j.row.clone()).collect();
+        let inserted = tokio::time::timeout_at(first_deadline, self.insert_open(&rows)).await;
+        let open = match inserted {
+            Err(_) => return answer_all(jobs, || LedgerError::Timeout),
+            Ok(Err(err)) => return answer_all(jobs, || LedgerError::Database(err.to_string())),
+            Ok(Ok(open)) => open,
+        };
+        // From here on the commit's outcome is the answer, however long it takes.
+        let kept: Vec<bool> = jobs.iter().map(Job::start_commit).collect();
+        let committed = tokio::time::timeout(commit_wait(self.deadline), open.commit(&kept)).await;
+        let answers = match committed {
+            Err(_) => return answer_all(jobs, || LedgerError::Unknown),
+            Ok(Err(err)) => return answer_all(jobs, || LedgerError::Database(err.to_string())),
+            Ok(Ok((answers, conn))) => {
+                self.kept.keep(conn);
+                answers
+            }
+        };
+        let stored_new = answers.iter().any(|a| matches!(a, Some(Stored::New(_))));
+        let repeats = redeliveries(&answers);
+        for (job, answer) in jobs.into_iter().zip(answers) {
+            if let Some(stored) = answer {
+                job.answer(Ok(stored));
+            }
+        }
+        if stored_new {
+            self.hooks.stored.notify_one();
+        }
+        count_redeliveries(&self.pool, repeats, &self.carry).await;
     }
-    if stored_new {
-        hooks.stored.notify_one();
+
+    /// Opens a transaction and inserts the group's rows, on a kept connection when there is
+    /// one. A kept connection lost since its last group (the server restarted, say) is
+    /// replaced once by one from the pool: nothing was committed through it.
+    async fn insert_open(&self, rows: &[NewDelivery]) -> Result<Open, sqlx::Error> {
+        if let Some(mut conn) = self.kept.take() {
+            match begin_insert(&mut conn, rows).await {
+                Ok(stored) => return Ok(Open { conn, stored }),
+                Err(err) if !is_outage(&err) => return Err(err),
+                // Dropped inside its transaction, so closed.
+                Err(_) => drop(conn),
+            }
+        }
+        let mut conn = Conn::new(self.pool.acquire().await?);
+        let stored = begin_insert(&mut conn, rows).await?;
+        Ok(Open { conn, stored })
     }
-    count_redeliveries(pool, repeats, carry).await;
+}
+
+async fn begin_insert(conn: &mut Conn, rows: &[NewDelivery]) -> Result<Vec<Stored>, sqlx::Error> {
+    conn.begin().await?;
+    insert(conn, rows).await
 }
 
 impl Job {
@@ -397,28 +445,22 @@ fn answer_all(jobs: Vec<Job>, error: impl Fn() -> LedgerError) {
 
 /// A group's rows inserted in a transaction not yet committed.
 struct Open {
-    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    conn: Conn,
     stored: Vec<Stored>,
-}
-
-async fn insert_open(pool: &PgPool, rows: &[NewDelivery]) -> Result<Open, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let stored = insert(&mut tx, rows).await?;
-    Ok(Open { tx, stored })
 }
 
 impl Open {
     /// Takes out the rows only requests that gave up needed, then commits. Returns each job's
-    /// answer (`None` for those that gave up: they were answered already).
-    async fn commit(mut self, kept: &[bool]) -> Result<Vec<Option<Stored>>, sqlx::Error> {
+    /// answer (`None` for those that gave up: they were answered already) and the connection.
+    async fn commit(mut self, kept: &[bool]) -> Result<(Vec<Option<Stored>>, Conn), sqlx::Error> {
         let (answers, dropped) = settle(&self.stored, kept);
         if !dropped.is_empty() {
             sqlx::query!("DELETE FROM terra.deliveries WHERE id = ANY($1)", &dropped)
-                .execute(&mut *self.tx)
+                .execute(&mut *self.conn)
                 .await?;
         }
-        self.tx.commit().await?;
-        Ok(answers)
+        self.conn.commit().await?;
+        Ok((answers, self.conn))
     }
 }
 

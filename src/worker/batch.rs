@@ -8,6 +8,7 @@ use std::ops::Range;
 use sqlx::{Connection, PgConnection};
 
 use super::decode::{Item, Work};
+use crate::db::is_outage;
 use crate::ledger::{self, NewDelivery};
 use crate::lifecycle::{self, requests, users, RevokedDataPolicy};
 use crate::store::{self, Applied, PgText};
@@ -32,25 +33,6 @@ impl WriteError {
             Self::UsersMoved => false,
             Self::Database(err) => is_outage(err),
         }
-    }
-}
-
-/// Connection-level failures, as opposed to a statement rejected for its data.
-pub fn is_outage(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Database(db) => {
-            // Class 08: connection exception; 57P0x: the server is shutting down; 53: out of
-            // resources.
-            let code = db.code().unwrap_or_default();
-            code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        _ => false,
     }
 }
 

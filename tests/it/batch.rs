@@ -363,6 +363,33 @@ async fn two_copies_of_a_trace_id_in_one_group_commit_are_one_delivery(pool: PgP
     app.stop().await;
 }
 
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_writer_connection_lost_between_groups_is_replaced_without_a_503(pool: PgPool) {
+    let mut config = receive_only();
+    // One writer, which keeps its connection from one group to the next for the whole test.
+    config.group_commit.concurrency = 1;
+    config.group_commit.keep_connections = Duration::from_secs(3600);
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    deliver(&app, &daily("u1", "2026-07-01", 1, 1, None), None).await;
+    // The server ends the kept connection between two groups, as a restart would.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND state = 'idle' AND query = 'COMMIT'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ended, [true], "the writer kept one connection");
+    // The next group finds it lost and writes through a fresh one, within the same request.
+    deliver(&app, &daily("u1", "2026-07-02", 1, 1, None), None).await;
+    assert_eq!(
+        scalar::<i64>(&pool, "SELECT count(*) FROM terra.deliveries").await,
+        2
+    );
+    app.stop().await;
+}
+
 /// Terminates the backends of this test's database that sleep in `pg_sleep` (a statement the
 /// test made slow), as a database crash would, once one is there.
 async fn kill_sleeping_backend(pool: &PgPool) {

@@ -1052,6 +1052,7 @@ impl ServeArgs {
                 window: Duration::from_micros(self.ledger_group_window_us),
                 concurrency: self.ledger_writers.max(1),
                 deadline: Duration::from_millis(self.persist_timeout_ms),
+                ..GroupCommitConfig::default()
             },
             migrate_on_start: self.migrate_on_start,
             worker: self.worker.config(),
