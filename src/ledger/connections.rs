@@ -76,14 +76,17 @@ pub(super) struct Kept {
     conns: Mutex<Vec<(Conn, Instant)>>,
     /// How long a connection may go unused before it goes back to the pool.
     linger: Duration,
+    /// Most connections kept at once.
+    max: usize,
 }
 
 impl Kept {
-    /// Keeps connections for `linger` after their last group.
-    pub(super) fn new(linger: Duration) -> Self {
+    /// Keeps up to `max` connections, each for `linger` after its last group.
+    pub(super) fn new(linger: Duration, max: usize) -> Self {
         Self {
             conns: Mutex::default(),
             linger,
+            max,
         }
     }
 
@@ -97,17 +100,22 @@ impl Kept {
         self.lock().pop().map(|(conn, _)| conn)
     }
 
-    /// Keeps the connection of a group that is over. With a zero linger it goes back to the
-    /// pool instead, and one still in a transaction is dropped, and so closed.
+    /// Keeps the connection of a group that is over. With a zero linger, or `max` kept
+    /// already, it goes back to the pool instead; one still in a transaction is dropped, and
+    /// so closed.
     pub(super) fn keep(&self, conn: Conn) {
-        if !conn.in_transaction && !self.linger.is_zero() {
-            self.lock().push((conn, Instant::now()));
+        if conn.in_transaction || self.linger.is_zero() {
+            return;
+        }
+        let mut kept = self.lock();
+        if kept.len() < self.max {
+            kept.push((conn, Instant::now()));
         }
     }
 
     /// Whether a connection is kept, or may be once the groups being written (if any) end.
     pub(super) fn may_hold(&self, groups_in_flight: bool) -> bool {
-        !self.linger.is_zero() && (groups_in_flight || !self.lock().is_empty())
+        !self.linger.is_zero() && self.max > 0 && (groups_in_flight || !self.lock().is_empty())
     }
 
     /// Gives the connections unused for `linger` back to the pool.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -267,7 +267,11 @@ async fn gather(
     hooks: GroupCommitHooks,
 ) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    let kept = Arc::new(Kept::new(config.keep_connections));
+    // At least one of the pool's connections is left to everything else.
+    let max_kept = config
+        .concurrency
+        .min((pool.options().get_max_connections() as usize).saturating_sub(1));
+    let kept = Arc::new(Kept::new(config.keep_connections, max_kept));
     let carry: Arc<Mutex<HashMap<i64, i32>>> = Arc::default();
     let mut retry = tokio::time::interval(CARRY_RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -324,7 +328,11 @@ fn retry_carried(pool: &PgPool, carry: &Arc<Mutex<HashMap<i64, i32>>>) {
     let waiting = !carry.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
     if waiting {
         let (pool, carry) = (pool.clone(), carry.clone());
-        tokio::spawn(async move { count_redeliveries(&pool, HashMap::new(), &carry).await });
+        tokio::spawn(async move {
+            if let Ok(mut conn) = pool.acquire().await {
+                count_redeliveries(&mut conn, HashMap::new(), &carry).await;
+            }
+        });
     }
 }
 
@@ -384,13 +392,10 @@ impl Writer {
         // From here on the commit's outcome is the answer, however long it takes.
         let kept: Vec<bool> = jobs.iter().map(Job::start_commit).collect();
         let committed = tokio::time::timeout(commit_wait(self.deadline), open.commit(&kept)).await;
-        let answers = match committed {
+        let (answers, mut conn) = match committed {
             Err(_) => return answer_all(jobs, || LedgerError::Unknown),
             Ok(Err(err)) => return answer_all(jobs, || LedgerError::Database(err.to_string())),
-            Ok(Ok((answers, conn))) => {
-                self.kept.keep(conn);
-                answers
-            }
+            Ok(Ok(settled)) => settled,
         };
         let stored_new = answers.iter().any(|a| matches!(a, Some(Stored::New(_))));
         let repeats = redeliveries(&answers);
@@ -402,7 +407,8 @@ impl Writer {
         if stored_new {
             self.hooks.stored.notify_one();
         }
-        count_redeliveries(&self.pool, repeats, &self.carry).await;
+        count_redeliveries(&mut conn, repeats, &self.carry).await;
+        self.kept.keep(conn);
     }
 
     /// Opens a transaction and inserts the group's rows, on a kept connection when there is
@@ -522,7 +528,7 @@ fn redeliveries(answers: &[Option<Stored>]) -> HashMap<i64, i32> {
 /// Adds redeliveries to their rows' counters after the answers went out; counts for rows a
 /// worker holds right now wait for a later group.
 async fn count_redeliveries(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     fresh: HashMap<i64, i32>,
     carry: &Mutex<HashMap<i64, i32>>,
 ) {
@@ -533,10 +539,7 @@ async fn count_redeliveries(
     for (id, n) in fresh {
         *counts.entry(id).or_insert(0) += n;
     }
-    let left = match pool.acquire().await {
-        Ok(mut conn) => count_duplicates(&mut conn, &counts).await.unwrap_or(counts),
-        Err(_) => counts,
-    };
+    let left = count_duplicates(conn, &counts).await.unwrap_or(counts);
     let mut carry = carry.lock().unwrap_or_else(|e| e.into_inner());
     for (id, n) in left {
         *carry.entry(id).or_insert(0) += n;

@@ -390,6 +390,28 @@ async fn a_writer_connection_lost_between_groups_is_replaced_without_a_503(pool:
     app.stop().await;
 }
 
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn the_writer_leaves_one_connection_of_the_pool_to_everything_else(pool: PgPool) {
+    // A pool of one connection: the writer may not keep it between groups.
+    let small = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let mut config = receive_only();
+    config.group_commit.keep_connections = Duration::from_secs(3600);
+    let app = TestApp::spawn_with(small.clone(), config).await;
+    deliver(&app, &daily("u1", "2026-07-01", 1, 1, None), None).await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM terra.deliveries")
+        .fetch_one(&small)
+        .await
+        .expect("the pool's connection is free again after the group");
+    assert_eq!(count, 1);
+    app.stop().await;
+    small.close().await;
+}
+
 /// Terminates the backends of this test's database that sleep in `pg_sleep` (a statement the
 /// test made slow), as a database crash would, once one is there.
 async fn kill_sleeping_backend(pool: &PgPool) {
