@@ -110,6 +110,10 @@ pub struct IngestLoad(Arc<AtomicUsize>);
 pub(crate) const INGEST_BUSY: usize = 16;
 /// How often a task waiting for a busy writer looks again.
 const BUSY_POLL: Duration = Duration::from_millis(5);
+/// How long the writer must stay below [`INGEST_BUSY`] before a task waiting for it goes
+/// ahead. During a burst the count dips for a moment each time a large group is answered; a
+/// batch started in such a dip runs through the burst that follows it.
+const QUIET_FOR: Duration = Duration::from_millis(40);
 
 impl IngestLoad {
     /// Deliveries waiting to be committed.
@@ -122,10 +126,22 @@ impl IngestLoad {
         self.waiting() >= INGEST_BUSY
     }
 
-    /// Returns once the writer is not busy, or at `until` at the latest.
+    /// Returns at once when the writer is not busy; otherwise once it has stayed not busy for
+    /// [`QUIET_FOR`], or at `until` at the latest.
     pub async fn wait_while_busy(&self, until: Instant) {
-        while self.is_busy() && Instant::now() < until {
+        let mut quiet_since = None;
+        while self.is_busy() || quiet_since.is_some() {
+            if Instant::now() >= until {
+                return;
+            }
             tokio::time::sleep(BUSY_POLL).await;
+            if self.is_busy() {
+                quiet_since = None;
+                continue;
+            }
+            if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET_FOR {
+                return;
+            }
         }
     }
 
@@ -574,6 +590,42 @@ mod tests {
         let (answers, dropped) = settle(&stored, &[false, false, true, false]);
         assert_eq!(answers, [None, None, Some(New(2)), None]);
         assert_eq!(dropped, [1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_writer_must_stay_quiet_for_a_while_before_others_go_ahead() {
+        let load = IngestLoad::fixed(INGEST_BUSY);
+        let set = |n: usize| load.0.store(n, Ordering::Relaxed);
+        let start = Instant::now();
+        let waiting = load.wait_while_busy(start + Duration::from_secs(5));
+        let changes = async {
+            // A dip shorter than QUIET_FOR, as when a large group is answered mid-burst...
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            set(0);
+            tokio::time::sleep(QUIET_FOR / 2).await;
+            set(INGEST_BUSY);
+            // ...then the burst ends.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            set(INGEST_BUSY - 1);
+        };
+        tokio::join!(waiting, changes);
+        let waited = start.elapsed();
+        let burst_end = Duration::from_millis(200) + QUIET_FOR / 2;
+        assert!(waited >= burst_end + QUIET_FOR, "{waited:?}");
+        assert!(
+            waited <= burst_end + QUIET_FOR + 2 * BUSY_POLL,
+            "{waited:?}"
+        );
+
+        // Not busy: no wait at all. Busy for good: until the limit.
+        let start = Instant::now();
+        load.wait_while_busy(start + Duration::from_secs(5)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        set(INGEST_BUSY);
+        load.wait_while_busy(start + Duration::from_secs(1)).await;
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(1), "{waited:?}");
+        assert!(waited <= Duration::from_secs(1) + BUSY_POLL, "{waited:?}");
     }
 
     #[test]
