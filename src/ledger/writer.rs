@@ -129,17 +129,15 @@ impl IngestLoad {
     /// Returns at once when the writer is not busy; otherwise once it has stayed not busy for
     /// [`QUIET_FOR`], or at `until` at the latest.
     pub async fn wait_while_busy(&self, until: Instant) {
+        if !self.is_busy() {
+            return;
+        }
         let mut quiet_since = None;
-        while self.is_busy() || quiet_since.is_some() {
-            if Instant::now() >= until {
-                return;
-            }
+        while Instant::now() < until {
             tokio::time::sleep(BUSY_POLL).await;
             if self.is_busy() {
                 quiet_since = None;
-                continue;
-            }
-            if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET_FOR {
+            } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET_FOR {
                 return;
             }
         }
