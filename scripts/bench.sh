@@ -31,8 +31,9 @@
 # scratch databases (terra_sink_bench_<pid>, reference_receiver_bench_<pid>) that are dropped
 # afterwards; the servers are stopped on exit, on failure too. Bodies are written by
 # examples/bench_bodies.rs and signed right before each load (Terra's tolerance is 300 s).
-# Beside each figure: the load average when its load started and how many checkpoints the
-# server made during the load (for e2e, open and drain, until the ledger drained).
+# Beside each figure: the load average when its load started, how many checkpoints the
+# server made during the load (for e2e, open and drain, until the ledger drained), and how many
+# more WAL segment files it held at the end than at the start (segments the load had to create).
 #
 # Settings (environment):
 #   REFERENCE_RECEIVER_DIR  default ../shared/reference-receiver (beside the repository, or
@@ -115,24 +116,43 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$BENCH_OUT/b
 die() { log "error: $*"; exit 1; }
 note() { NOTES+=("$*"); log "note: $*"; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-# Checkpoints the server has made so far (timed and requested; PostgreSQL 17 moved the counters).
+# Checkpoints the server has made so far (timed and requested; PostgreSQL 17 moved the counters),
+# and the WAL segment files it holds, as "CHECKPOINTS SEGMENTS".
 # A checkpoint inside a load makes every page touched again after it write a full-page image,
-# which can move a load's figures by more than the difference being measured.
+# which can move a load's figures by more than the difference being measured. More segment
+# files after a load than before mean it had to create them: each new one is zero-filled and
+# flushed while every commit waits, which a first heavy load after a quiet spell meets (the
+# server then keeps only min_wal_size of them for reuse).
 checkpoints() {
-    sql postgres "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter" 2>/dev/null ||
+    local count segments
+    count=$(sql postgres "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter" 2>/dev/null ||
         sql postgres "SELECT num_timed + num_requested FROM pg_stat_checkpointer" 2>/dev/null ||
-        echo "?"
+        echo "?")
+    segments=$(sql postgres "SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'" 2>/dev/null ||
+        echo "?")
+    echo "$count $segments"
 }
-# checkpoints_since N: "no checkpoint", "1 checkpoint", "N checkpoints" since the count N.
+# checkpoints_since "C S": "no checkpoint", "1 checkpoint", "N checkpoints" since the count C,
+# and ", N more WAL segment files" when the server holds more than S now.
 checkpoints_since() {
-    local now
+    local now then_count then_segments now_count now_segments
     now=$(checkpoints)
-    if [[ $1 == "?" || $now == "?" ]]; then echo "checkpoints unknown"; return; fi
-    case $((now - $1)) in
-        0) echo "no checkpoint" ;;
-        1) echo "1 checkpoint" ;;
-        *) echo "$((now - $1)) checkpoints" ;;
-    esac
+    read -r then_count then_segments <<<"$1"
+    read -r now_count now_segments <<<"$now"
+    if [[ $then_count == "?" || $now_count == "?" ]]; then
+        printf 'checkpoints unknown'
+    else
+        case $((now_count - then_count)) in
+            0) printf 'no checkpoint' ;;
+            1) printf '1 checkpoint' ;;
+            *) printf '%s checkpoints' "$((now_count - then_count))" ;;
+        esac
+    fi
+    if [[ $then_segments != "?" && $now_segments != "?" ]] && ((now_segments > then_segments)); then
+        local more=$((now_segments - then_segments))
+        printf ', %s more WAL segment file%s' "$more" "$( ((more == 1)) || echo s)"
+    fi
+    echo
 }
 # key=value fields of a one-line report (wrk's WRK_RESULT, examples/load's summary).
 field() { sed -n "s/.*[[:space:]]$2=\([^[:space:]]*\).*/\1/p" <<<" $1" | head -1; }
