@@ -121,8 +121,8 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # A checkpoint inside a load makes every page touched again after it write a full-page image,
 # which can move a load's figures by more than the difference being measured. More segment
 # files after a load than before mean it had to create them: each new one is zero-filled and
-# flushed while every commit waits, which a first heavy load after a quiet spell meets (the
-# server then keeps only min_wal_size of them for reuse).
+# flushed while every commit waits. A heavy load after a spell of light traffic meets this, as
+# the server may then keep as little as min_wal_size of them for reuse.
 checkpoints() {
     local count segments
     count=$(sql postgres "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter" 2>/dev/null ||
