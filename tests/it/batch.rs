@@ -364,6 +364,48 @@ async fn two_copies_of_a_trace_id_in_one_group_commit_are_one_delivery(pool: PgP
 }
 
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn every_body_of_a_group_commit_is_stored_with_its_own_delivery(pool: PgPool) {
+    let mut config = receive_only();
+    config.group_commit.concurrency = 1;
+    config.group_commit.window = Duration::from_millis(300);
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    // Stored before the group: its redelivery inside the group inserts nothing, so the
+    // group's new rows are not at their requests' positions.
+    let sent: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| {
+            (
+                format!("t-{i}"),
+                daily(&format!("u{i}"), "2026-07-01", i, 1 + 7 * i as usize, None),
+            )
+        })
+        .collect();
+    let res = app
+        .deliver(&sent[0].1, &[("x-terra-trace-id", "t-0")])
+        .await;
+    assert_eq!(res.status(), 200);
+    let answers = futures_util::future::join_all(sent.iter().rev().map(|(trace, body)| {
+        let app = &app;
+        async move {
+            app.deliver(body, &[("x-terra-trace-id", trace)])
+                .await
+                .status()
+        }
+    }))
+    .await;
+    assert!(answers.iter().all(|&status| status == 200), "{answers:?}");
+    let stored: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT d.trace_id, b.body FROM terra.deliveries d
+         JOIN terra.delivery_bodies b ON b.delivery_id = d.id AND b.received_at = d.received_at
+         ORDER BY d.trace_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, sent);
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn a_writer_connection_lost_between_groups_is_replaced_without_a_503(pool: PgPool) {
     let mut config = receive_only();
     // One writer, which keeps its connection from one group to the next for the whole test.
