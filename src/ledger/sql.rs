@@ -86,36 +86,24 @@ async fn insert_unique(
     rows: &[NewDelivery],
     unique: &[(usize, i32)],
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let picked: Vec<&NewDelivery> = unique.iter().map(|&(i, _)| &rows[i]).collect();
     let pick = |f: &dyn Fn(&NewDelivery) -> Option<&str>| -> Vec<Option<&str>> {
-        unique.iter().map(|&(i, _)| f(&rows[i])).collect()
+        picked.iter().map(|r| f(r)).collect()
     };
-    let keys: Vec<&str> = unique
-        .iter()
-        .map(|&(i, _)| rows[i].dedupe_key.as_str())
-        .collect();
-    let sources: Vec<&str> = unique
-        .iter()
-        .map(|&(i, _)| rows[i].source.as_str())
-        .collect();
-    let signed_at: Vec<Option<DateTime<Utc>>> =
-        unique.iter().map(|&(i, _)| rows[i].signed_at).collect();
-    let ordering: Vec<Option<i64>> = unique.iter().map(|&(i, _)| rows[i].ordering_ts).collect();
-    let bodies = Bodies(unique.iter().map(|&(i, _)| &rows[i].body[..]).collect());
-    let shas: Vec<&[u8]> = unique
-        .iter()
-        .map(|&(i, _)| &rows[i].body_sha256[..])
-        .collect();
-    let sizes: Vec<i32> = unique
-        .iter()
-        .map(|&(i, _)| i32::try_from(rows[i].body.len()).unwrap_or(i32::MAX))
-        .collect();
-    let shapes: Vec<&str> = unique.iter().map(|&(i, _)| rows[i].shape).collect();
-    let parents: Vec<Option<i64>> = unique.iter().map(|&(i, _)| rows[i].parent_id).collect();
+    let keys: Vec<&str> = picked.iter().map(|r| r.dedupe_key.as_str()).collect();
+    let sources: Vec<&str> = picked.iter().map(|r| r.source.as_str()).collect();
+    let signed_at: Vec<Option<DateTime<Utc>>> = picked.iter().map(|r| r.signed_at).collect();
+    let ordering: Vec<Option<i64>> = picked.iter().map(|r| r.ordering_ts).collect();
+    let bodies = BodyParams::new(picked.iter().map(|r| &r.body[..]).collect());
+    let shas: Vec<&[u8]> = picked.iter().map(|r| &r.body_sha256[..]).collect();
+    let sizes: Vec<i32> = picked.iter().map(|r| body_size(&r.body)).collect();
+    let shapes: Vec<&str> = picked.iter().map(|r| r.shape).collect();
+    let parents: Vec<Option<i64>> = picked.iter().map(|r| r.parent_id).collect();
     let copies: Vec<i32> = unique.iter().map(|&(_, n)| n - 1).collect();
     // The metadata row and its body in one statement: both or neither. The bodies stay in
-    // their array parameter and are picked by position: carried through the CTE, each body
-    // would be copied into two tuplestores, which spill to temporary files past `work_mem`
-    // (a 9 MB body took about 100 ms more that way).
+    // their parameters and are picked by position: carried through the CTE, each body would
+    // be copied into two tuplestores, which spill to temporary files past `work_mem` (a 9 MB
+    // body took about 100 ms more that way).
     let created = sqlx::query!(
         r#"
         WITH u AS (
@@ -141,7 +129,8 @@ async fn insert_unique(
             RETURNING id, dedupe_key, received_at
         ), bodies AS (
             INSERT INTO terra.delivery_bodies (delivery_id, received_at, body)
-            SELECT c.id, c.received_at, ($9::bytea[])[u.n]
+            SELECT c.id, c.received_at,
+                   CASE WHEN u.n = $17::int8 THEN $16::bytea ELSE ($9::bytea[])[u.n] END
             FROM created c JOIN u USING (dedupe_key)
         )
         SELECT id AS "id!", dedupe_key AS "dedupe_key!" FROM created
@@ -154,43 +143,92 @@ async fn insert_unique(
         &pick(&|r| r.trace_id.as_deref()) as &[Option<&str>],
         &pick(&|r| r.terra_reference.as_deref()) as &[Option<&str>],
         &ordering as &[Option<i64>],
-        bodies as Bodies<'_>,
+        Exact(bodies.others) as Exact<Vec<&[u8]>>,
         &shas as &[&[u8]],
         &sizes,
         &shapes as &[&str],
         &pick(&|r| r.shape_error.as_deref()) as &[Option<&str>],
         &parents as &[Option<i64>],
         &copies,
+        Exact(bodies.largest) as Exact<&[u8]>,
+        bodies.largest_n,
     )
     .fetch_all(&mut *conn)
     .await?;
     Ok(created.into_iter().map(|r| (r.dedupe_key, r.id)).collect())
 }
 
-/// A group's bodies as one `bytea[]` parameter that tells sqlx its encoded size, so that the
-/// argument buffer is allocated once; grown by doubling, the buffer of a 9 MB body was moved
-/// about twenty times, each time into freshly faulted-in memory.
-struct Bodies<'a>(Vec<&'a [u8]>);
+/// `body_size`: a body's length in bytes (bodies are capped far below `i32::MAX`).
+fn body_size(body: &[u8]) -> i32 {
+    i32::try_from(body.len()).unwrap_or(i32::MAX)
+}
 
-impl Type<Postgres> for Bodies<'_> {
-    fn type_info() -> PgTypeInfo {
-        <Vec<&[u8]> as Type<Postgres>>::type_info()
-    }
+/// A group's bodies as the insert takes them: the largest as a parameter of its own, the
+/// others in one array with an empty placeholder where the largest was. Inside an array
+/// PostgreSQL copies a body twice more (receiving the array and building it).
+#[derive(Debug, PartialEq)]
+struct BodyParams<'a> {
+    others: Vec<&'a [u8]>,
+    largest: &'a [u8],
+    /// The largest body's position, from 1 (as `WITH ORDINALITY` counts).
+    largest_n: i64,
+}
 
-    fn compatible(ty: &PgTypeInfo) -> bool {
-        <Vec<&[u8]> as Type<Postgres>>::compatible(ty)
+impl<'a> BodyParams<'a> {
+    fn new(mut bodies: Vec<&'a [u8]>) -> Self {
+        let at = (0..bodies.len())
+            .max_by_key(|&i| bodies[i].len())
+            .unwrap_or(0);
+        let largest = bodies.get_mut(at).map_or(&[][..], std::mem::take);
+        Self {
+            others: bodies,
+            largest,
+            largest_n: i64::try_from(at + 1).unwrap_or(i64::MAX),
+        }
     }
 }
 
-impl Encode<'_, Postgres> for Bodies<'_> {
+/// A parameter whose encoded size sqlx knows before encoding it, so that the query macro
+/// allocates the argument buffer once; grown by doubling, the buffer of a 9 MB body was moved
+/// about twenty times, each time into freshly faulted-in memory.
+struct Exact<T>(T);
+
+/// Bytes a parameter takes in the Bind message, its length word excepted.
+trait EncodedLen {
+    fn encoded_len(&self) -> usize;
+}
+
+impl EncodedLen for &[u8] {
+    fn encoded_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl EncodedLen for Vec<&[u8]> {
+    fn encoded_len(&self) -> usize {
+        // The array header (dimensions, flags, element type, length, lower bound), then a
+        // length word and the bytes of each element.
+        20 + self.iter().map(|e| 4 + e.len()).sum::<usize>()
+    }
+}
+
+impl<T: Type<Postgres>> Type<Postgres> for Exact<T> {
+    fn type_info() -> PgTypeInfo {
+        T::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        T::compatible(ty)
+    }
+}
+
+impl<'q, T: Encode<'q, Postgres> + EncodedLen> Encode<'q, Postgres> for Exact<T> {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        Encode::<Postgres>::encode_by_ref(&self.0, buf)
+        self.0.encode_by_ref(buf)
     }
 
     fn size_hint(&self) -> usize {
-        // The array header (dimensions, flags, element type, length, lower bound), then a
-        // length word and the bytes of each element.
-        20 + self.0.iter().map(|body| 4 + body.len()).sum::<usize>()
+        4 + self.0.encoded_len()
     }
 }
 
@@ -250,4 +288,29 @@ pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Er
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_body_leaves_the_array_and_an_empty_one_keeps_its_place() {
+        let params = BodyParams::new(vec![b"ab", b"abcd", b"a"]);
+        assert_eq!(
+            params,
+            BodyParams {
+                others: vec![b"ab", b"", b"a"],
+                largest: b"abcd",
+                largest_n: 2,
+            }
+        );
+        let alone = BodyParams::new(vec![b"x"]);
+        assert_eq!(
+            (alone.others, alone.largest, alone.largest_n),
+            (vec![&b""[..]], &b"x"[..], 1)
+        );
+        let none = BodyParams::new(Vec::new());
+        assert!(none.others.is_empty() && none.largest.is_empty());
+    }
 }
