@@ -21,6 +21,15 @@ use args::Cli;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read when it starts. By default it serves requests over 8 MiB from an
+/// arena of their own that returns their pages as soon as they are freed, so every large body
+/// was read into, and encoded for the database from, freshly faulted-in memory: about 17 ms
+/// per 9 MB copy on a VM whose page faults cost 7 µs. `oversize_threshold:0` serves them from
+/// the ordinary arenas, which keep freed pages for `dirty_decay_ms` (10 s) like any others.
+#[cfg(not(target_env = "msvc"))]
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &[u8; 21] = b"oversize_threshold:0\0";
+
 /// A command's way to end with an exit status of its own (130 after Ctrl-C, say).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
