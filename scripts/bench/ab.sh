@@ -19,9 +19,11 @@
 # connection: the N most frequent (connection, wait event or CPU, statement)), AB_OPEN=RATE
 # (instead of the burst, an open loop of examples/load at RATE/s for AB_SECS: ack p50/p99/max
 # counted from when each request was due and, unless a side sets TERRA_SINK_WORKERS=0, the
-# ack→typed lag), AB_SQL_A / AB_SQL_B (a file of SQL run against one side's fresh database once
-# its server is ready), BENCH_PG (server URL without a database, default
-# postgres://postgres@127.0.0.1:5432; loopback only).
+# ack→typed lag), AB_LARGE=N (instead of the burst, N 4-hour 1 Hz activities of ~9 MB sent
+# one at a time with curl, AB_LARGE_GAP seconds apart (default 0.5): their acknowledgement
+# times and the server's minor page faults per delivery), AB_SQL_A / AB_SQL_B (a file of SQL
+# run against one side's fresh database once its server is ready), BENCH_PG (server URL without
+# a database, default postgres://postgres@127.0.0.1:5432; loopback only).
 # The bodies come from target/release/examples/bench_bodies (build it first). Everything runs on
 # 127.0.0.1, every load is bounded, and the scratch database terra_sink_ab_<pid> is dropped at
 # the end.
@@ -29,7 +31,7 @@ set -euo pipefail
 exec </dev/null
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[[ $# -ge 2 ]] || { sed -n '2,24p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,29p' "$0"; exit 2; }
 # Absolute paths: each server starts in a scratch folder.
 bins=("$(realpath "$1")" "$(realpath "$2")")
 rounds=${3:-3}
@@ -58,8 +60,9 @@ trap cleanup EXIT
 # examples/load signs each request as it sends it.
 if [[ -n ${AB_OPEN:-} ]]; then bodies=open.tsv count=$((AB_OPEN * secs)); else
     bodies=typical.tsv count=100000; fi
-TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" --kind typical \
-    --count "$count" --users 1000 --out "$work/$bodies" >/dev/null
+# The large deliveries are written (and signed) by each run.
+[[ -n ${AB_LARGE:-} ]] || TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" \
+    --kind typical --count "$count" --users 1000 --out "$work/$bodies" >/dev/null
 # Written back before the runs, not by the kernel 30 s into them (see bench.sh's bodies()).
 sync
 
@@ -138,6 +141,31 @@ open_loop() {
         "$(wrk_field "$out" failed)" "$( ((${#lag[@]})) && wrk_field "$out" lag_p99 || echo '- (processing off)')"
 }
 
+# large URL: AB_LARGE large deliveries one at a time; one line of figures.
+large() {
+    local dir=$work/large i t before after acks="" faults=0
+    rm -rf "$dir"
+    TERRA_SIGNING_SECRET=$secret "$root/target/release/examples/bench_bodies" \
+        --kind activity-4h --count "$AB_LARGE" --dir "$dir" >/dev/null
+    sync
+    for ((i = 0; i < AB_LARGE; i++)); do
+        before=$(minor_faults)
+        t=$(curl -sS -o /dev/null -w '%{time_total}' --max-time 120 -H "@$dir/$i.headers" \
+            -H "x-terra-trace-id: ab-large-$$-$RANDOM-$i" --data-binary "@$dir/$i.json" "$1")
+        after=$(minor_faults)
+        acks+="$t"$'\n' faults=$((faults + after - before))
+        sleep "${AB_LARGE_GAP:-0.5}"
+    done
+    printf 'large x%s: ack %s; %s minor page faults per delivery\n' "$AB_LARGE" \
+        "$(sort -g <<<"$acks" | awk 'NF { v[++n] = 1000 * $1 } END {
+            printf "p50 %.0f ms, max %.0f ms (", v[int((n + 1) / 2)], v[n]
+            for (i = 1; i <= n; i++) printf "%s%.0f", (i > 1 ? " " : ""), v[i]; printf ")" }')" \
+        "$((faults / AB_LARGE))"
+}
+
+# The server's minor page faults so far (/proc/<pid>/stat, field 10).
+minor_faults() { awk '{ print $10 }' "/proc/$pid/stat"; }
+
 run() {
     local bin=$1 side_env=$2 side_sql=$3 port statements=${AB_STATEMENTS:-0}
     # A database per run, so no run finds another's rows or dead tuples.
@@ -157,6 +185,8 @@ run() {
     if [[ -n ${AB_WAITS:-} ]]; then waits_start; fi
     if [[ -n ${AB_OPEN:-} ]]; then
         open_loop "http://127.0.0.1:$port/webhooks/terra" "$side_env"
+    elif [[ -n ${AB_LARGE:-} ]]; then
+        large "http://127.0.0.1:$port/webhooks/terra"
     else
         burst "http://127.0.0.1:$port/webhooks/terra"
     fi
