@@ -143,14 +143,17 @@ async fn insert_unique(
         &pick(&|r| r.trace_id.as_deref()) as &[Option<&str>],
         &pick(&|r| r.terra_reference.as_deref()) as &[Option<&str>],
         &ordering as &[Option<i64>],
-        Exact(bodies.others) as Exact<Vec<&[u8]>>,
+        Room {
+            bytes: bodies.room(),
+            value: &bodies.others
+        } as Room<&Vec<&[u8]>>,
         &shas as &[&[u8]],
         &sizes,
         &shapes as &[&str],
         &pick(&|r| r.shape_error.as_deref()) as &[Option<&str>],
         &parents as &[Option<i64>],
         &copies,
-        Exact(bodies.largest) as Exact<&[u8]>,
+        bodies.largest,
         bodies.largest_n,
     )
     .fetch_all(&mut *conn)
@@ -174,6 +177,10 @@ struct BodyParams<'a> {
     largest_n: i64,
 }
 
+/// Room for one row's other columns in the insert's other parameters (keys, ids, timestamps,
+/// the digest), whose own size hints count them short.
+const ROW_ROOM: usize = 1024;
+
 impl<'a> BodyParams<'a> {
     fn new(mut bodies: Vec<&'a [u8]>) -> Self {
         let at = (0..bodies.len())
@@ -186,33 +193,26 @@ impl<'a> BodyParams<'a> {
             largest_n: i64::try_from(at + 1).unwrap_or(i64::MAX),
         }
     }
-}
 
-/// A parameter whose encoded size sqlx knows before encoding it, so that the query macro
-/// allocates the argument buffer once; grown by doubling, the buffer of a 9 MB body was moved
-/// about twenty times, each time into freshly faulted-in memory.
-struct Exact<T>(T);
-
-/// Bytes a parameter takes in the Bind message, its length word excepted.
-trait EncodedLen {
-    fn encoded_len(&self) -> usize;
-}
-
-impl EncodedLen for &[u8] {
-    fn encoded_len(&self) -> usize {
-        self.len()
+    /// The bytes every parameter of the insert takes together, or a little more: both body
+    /// parameters exactly (with their length words and the array's header), the others
+    /// estimated per row.
+    fn room(&self) -> usize {
+        let array = 4 + 20 + self.others.iter().map(|b| 4 + b.len()).sum::<usize>();
+        array + 4 + self.largest.len() + ROW_ROOM * self.others.len()
     }
 }
 
-impl EncodedLen for Vec<&[u8]> {
-    fn encoded_len(&self) -> usize {
-        // The array header (dimensions, flags, element type, length, lower bound), then a
-        // length word and the bytes of each element.
-        20 + self.iter().map(|e| 4 + e.len()).sum::<usize>()
-    }
+/// A parameter that tells sqlx how much room to reserve for the query's arguments. The query
+/// macro sizes its argument buffer once, from the sum of its parameters' size hints, and then
+/// grows it by doubling, each time into freshly faulted-in memory: the buffer of a 9 MB body
+/// was moved about twenty times.
+struct Room<T> {
+    value: T,
+    bytes: usize,
 }
 
-impl<T: Type<Postgres>> Type<Postgres> for Exact<T> {
+impl<T: Type<Postgres>> Type<Postgres> for Room<T> {
     fn type_info() -> PgTypeInfo {
         T::type_info()
     }
@@ -222,13 +222,13 @@ impl<T: Type<Postgres>> Type<Postgres> for Exact<T> {
     }
 }
 
-impl<'q, T: Encode<'q, Postgres> + EncodedLen> Encode<'q, Postgres> for Exact<T> {
+impl<'q, T: Encode<'q, Postgres>> Encode<'q, Postgres> for Room<T> {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        self.0.encode_by_ref(buf)
+        self.value.encode_by_ref(buf)
     }
 
     fn size_hint(&self) -> usize {
-        4 + self.0.encoded_len()
+        self.bytes
     }
 }
 
@@ -312,5 +312,20 @@ mod tests {
         );
         let none = BodyParams::new(Vec::new());
         assert!(none.others.is_empty() && none.largest.is_empty());
+    }
+
+    #[test]
+    fn the_room_asked_for_holds_both_body_parameters_and_a_row_allowance() {
+        let big = vec![7u8; 100_000];
+        let params = BodyParams::new(vec![b"ab", &big, b"abc"]);
+        let mut buf = PgArgumentBuffer::default();
+        // As the Bind message carries them: a length word, then the value.
+        for encoded in [
+            Encode::<Postgres>::encode_by_ref(&params.others, &mut buf),
+            Encode::<Postgres>::encode_by_ref(&params.largest, &mut buf),
+        ] {
+            assert!(matches!(encoded, Ok(IsNull::No)));
+        }
+        assert_eq!(params.room(), buf.len() + 2 * 4 + 3 * ROW_ROOM);
     }
 }
