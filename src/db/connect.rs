@@ -177,6 +177,16 @@ fn pool_options(settings: &DbSettings) -> PgPoolOptions {
         .max_connections(settings.max_connections.max(1))
         .min_connections(0)
         .acquire_timeout(settings.acquire_timeout)
+        // A connection's buffers keep the size of the largest message it carried: after a
+        // multi-megabyte body, megabytes per pooled connection for as long as it lives. They
+        // go back to their default size whenever a connection returns to the pool; only the
+        // next large message pays to grow them again.
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                conn.shrink_buffers();
+                Ok(true)
+            })
+        })
 }
 
 /// A pool that connects lazily (the service starts, and reports not-ready, while the database

@@ -219,3 +219,34 @@ async fn each_request_has_a_span_with_its_trace_id_logged_and_exported(pool: PgP
     });
     assert!(exported, "no exported span carries the trace id");
 }
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_pooled_connection_gives_back_the_buffer_of_a_large_message(pool: PgPool) {
+    use crate::helpers::memory::live_bytes;
+    const BODY: usize = 8 << 20;
+    let ours = terra_sink::database::pool(&terra_sink::DbSettings {
+        url: secrecy::SecretString::from(crate::helpers::binary::database_url(&pool)),
+        max_connections: 1,
+        ..terra_sink::DbSettings::default()
+    })
+    .unwrap();
+    let mut conn = ours.acquire().await.unwrap();
+    let body = vec![7u8; BODY];
+    let len: i32 = sqlx::query_scalar("SELECT length($1)")
+        .bind(&body)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(len as usize, BODY);
+    drop(body);
+
+    // The connection still holds the message it sent; returning it to the pool frees that.
+    let holding = live_bytes();
+    drop(conn);
+    crate::helpers::eventually("the connection back in the pool", || async {
+        ours.num_idle() == 1
+    })
+    .await;
+    let freed = holding.saturating_sub(live_bytes());
+    assert!(freed >= BODY, "{freed} bytes freed of {holding}");
+}

@@ -2,6 +2,7 @@
 //! the real binary (`binary`).
 
 pub mod binary;
+pub mod memory;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
