@@ -11,7 +11,8 @@ use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::IngestError;
-use super::AppState;
+use super::{off_runtime, AppState};
+use crate::ledger::LARGE_BODY_BYTES;
 use crate::signature::{SignatureError, SignatureHeader};
 
 /// Header names Terra signs with (matched case-insensitively by `http`).
@@ -68,7 +69,7 @@ impl FromRequest<AppState> for VerifiedDelivery {
         .await
         .map_err(|_| IngestError::BodyReadTimeout(limits.body_read_timeout.as_secs()))??;
 
-        let signed_at = state.verifier.check(&header, &body, unix_now())?;
+        let signed_at = check(state, raw_header, &header, &body).await?;
         Ok(Self {
             body,
             signed_at,
@@ -79,6 +80,24 @@ impl FromRequest<AppState> for VerifiedDelivery {
             _budget: budget,
         })
     }
+}
+
+/// Checks the signature over `body`; over a large one on the blocking pool.
+async fn check(
+    state: &AppState,
+    raw_header: &str,
+    header: &SignatureHeader<'_>,
+    body: &Bytes,
+) -> Result<i64, IngestError> {
+    let now = unix_now();
+    if body.len() < LARGE_BODY_BYTES {
+        return Ok(state.verifier.check(header, body, now)?);
+    }
+    let (verifier, raw_header, body) =
+        (state.verifier.clone(), raw_header.to_owned(), body.clone());
+    let checked =
+        off_runtime(move || verifier.check(&SignatureHeader::parse(&raw_header)?, &body, now));
+    Ok(checked.await??)
 }
 
 fn signature_header(headers: &HeaderMap) -> Result<&str, SignatureError> {

@@ -5,8 +5,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 
-use super::{AppState, IngestError, RequestStart, VerifiedDelivery};
-use crate::ledger::{Arrival, LedgerError, NewDelivery, Stored};
+use super::{off_runtime, AppState, IngestError, RequestStart, VerifiedDelivery};
+use crate::ledger::{Arrival, LedgerError, NewDelivery, Stored, LARGE_BODY_BYTES};
 
 /// Receives one Terra delivery. Answers 200 only once the delivery is committed to the ledger,
 /// whatever its content: Terra retries every non-2xx, so a bad body is stored and judged later.
@@ -19,15 +19,10 @@ pub async fn receive(
         Ok(delivery) => delivery,
         Err(err) => return rejected(&state, err, start),
     };
-    let row = NewDelivery::new(
-        delivery.body.clone(),
-        Arrival::Webhook {
-            signed_at: delivery.signed_at,
-            trace_id: delivery.trace_id.clone(),
-            terra_reference: delivery.terra_reference.clone(),
-            ordering_ts: delivery.ordering_ts,
-        },
-    );
+    let row = match ledger_row(&delivery).await {
+        Ok(row) => row,
+        Err(err) => return rejected(&state, err, start),
+    };
     let event_type = row.event_type.clone();
     let user_id = row.user_id.clone();
     let shape = row.shape;
@@ -56,6 +51,21 @@ pub async fn receive(
         "delivery"
     );
     Json(json!({ "status": outcome, "delivery_id": stored.id() })).into_response()
+}
+
+/// The delivery's ledger row; a large body's is built on the blocking pool.
+async fn ledger_row(delivery: &VerifiedDelivery) -> Result<NewDelivery, IngestError> {
+    let body = delivery.body.clone();
+    let arrival = Arrival::Webhook {
+        signed_at: delivery.signed_at,
+        trace_id: delivery.trace_id.clone(),
+        terra_reference: delivery.terra_reference.clone(),
+        ordering_ts: delivery.ordering_ts,
+    };
+    if body.len() < LARGE_BODY_BYTES {
+        return Ok(NewDelivery::new(body, arrival));
+    }
+    off_runtime(move || NewDelivery::new(body, arrival)).await
 }
 
 fn rejected(state: &AppState, err: IngestError, start: std::time::Instant) -> Response {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::peek::peek;
+use crate::peek::{peek, Peek};
 use crate::store::text::{self, PgText};
 pub use inspect::{get, list, lock_selected, status_counts, Detail, ListFilter, Summary};
 pub(crate) use queue::{backlog, claim, claim_start, record_outcomes, Backlog, Claimed, Settled};
@@ -135,8 +135,7 @@ impl NewDelivery {
     /// body is the same delivery; a ping's download is keyed by its ping; a backfill answer by
     /// its content (the same answer twice is one delivery, a different one a new version).
     pub fn new(body: Bytes, arrival: Arrival) -> Self {
-        let first_look = peek(&body);
-        let body_sha256: [u8; 32] = Sha256::digest(&body).into();
+        let (first_look, body_sha256) = look_and_digest(&body);
         let digest = hex::encode(body_sha256);
         let mut row = Self {
             dedupe_key: PgText::default(),
@@ -195,6 +194,29 @@ impl NewDelivery {
     }
 }
 
+/// Bodies from this size up are worth taking off the request's thread: reading one through
+/// (signature, first look, digest) takes milliseconds.
+pub(crate) const LARGE_BODY_BYTES: usize = 256 * 1024;
+
+/// The body's first look and SHA-256. For a large body the two passes run side by side, as
+/// each takes milliseconds and they share nothing.
+fn look_and_digest(body: &[u8]) -> (Peek, [u8; 32]) {
+    let digest = || -> [u8; 32] { Sha256::digest(body).into() };
+    if body.len() < LARGE_BODY_BYTES {
+        return (peek(body), digest());
+    }
+    std::thread::scope(|scope| {
+        let Ok(side) = std::thread::Builder::new().spawn_scoped(scope, digest) else {
+            return (peek(body), digest());
+        };
+        let look = peek(body);
+        match side.join() {
+            Ok(sha) => (look, sha),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// The dedupe key of the body downloaded for ping `parent_id`.
 pub fn s3_dedupe_key(parent_id: i64) -> String {
     format!("s3:{parent_id}")
@@ -211,4 +233,26 @@ pub struct Provenance {
     pub terra_reference: Option<String>,
     /// Its `x-terra-ordering-timestamp`, in milliseconds.
     pub ordering_ts: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_body_is_looked_at_and_digested_as_a_small_one_is() {
+        let small = br#"{"type":"sleep","user":{"user_id":"u-1"},"data":[]}"#.to_vec();
+        let pad = "x".repeat(LARGE_BODY_BYTES);
+        let large =
+            format!(r#"{{"type":"sleep","user":{{"user_id":"u-1"}},"data":[],"p":"{pad}"}}"#);
+        for body in [
+            small,
+            large.into_bytes(),
+            b"not json".repeat(LARGE_BODY_BYTES),
+        ] {
+            let (look, sha) = look_and_digest(&body);
+            assert_eq!(look, peek(&body));
+            assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&body)));
+        }
+    }
 }
