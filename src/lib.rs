@@ -37,7 +37,7 @@ pub use peek::{peek, BodyShape, Peek};
 pub use ping::PingConfig;
 pub use send::DEFAULT_URL as DEFAULT_SEND_URL;
 pub use server::{shutdown_signal, Server};
-pub use signature::{sign, SignatureError, SignatureHeader, Verifier};
+pub use signature::{sign, BodyCheck, SignatureError, SignatureHeader, Verifier};
 pub use telemetry::{init as init_telemetry, LogFormat, Telemetry, TelemetryError};
 pub use worker::{BatchReport, Outcome, Processor, WorkerConfig, WorkerError};
 

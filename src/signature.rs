@@ -160,19 +160,77 @@ impl Verifier {
         body: &[u8],
         now: i64,
     ) -> Result<i64, SignatureError> {
+        let mut check = self.begin(header, now)?;
+        check.update(body);
+        check.finish()
+    }
+
+    /// Starts checking `header` at Unix time `now` over a body still to come, fed to
+    /// [`BodyCheck::update`] as it arrives. A stale timestamp is refused at once.
+    pub fn begin(
+        &self,
+        header: &SignatureHeader<'_>,
+        now: i64,
+    ) -> Result<BodyCheck, SignatureError> {
         if now.abs_diff(header.timestamp) > self.tolerance_secs.unsigned_abs() {
             return Err(SignatureError::TimestampOutOfTolerance);
         }
+        let macs = self
+            .keyed
+            .iter()
+            .map(|keyed| {
+                let mut mac = keyed.clone();
+                mac.update(header.timestamp_raw.as_bytes());
+                mac.update(b".");
+                mac
+            })
+            .collect();
+        Ok(BodyCheck {
+            macs,
+            candidates: header.v1.clone(),
+            timestamp: header.timestamp,
+        })
+    }
+}
+
+/// A signature check fed the body piece by piece, so that a large body is hashed while it
+/// arrives rather than after.
+pub struct BodyCheck {
+    /// One HMAC per configured secret, each keyed and fed `<t>.` already.
+    macs: Vec<HmacSha256>,
+    candidates: Vec<[u8; TAG_LEN]>,
+    timestamp: i64,
+}
+
+impl std::fmt::Debug for BodyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyCheck")
+            .field("secrets", &format_args!("[{} redacted]", self.macs.len()))
+            .field("timestamp", &self.timestamp)
+            .finish()
+    }
+}
+
+impl BodyCheck {
+    /// Feeds the next bytes of the body.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for mac in &mut self.macs {
+            mac.update(bytes);
+        }
+    }
+
+    /// The signed timestamp if a `v1` tag matches the body as fed under any secret.
+    pub fn finish(self) -> Result<i64, SignatureError> {
         let mut matched = subtle::Choice::from(0u8);
-        for keyed in &self.keyed {
-            let expected = tag(keyed.clone(), header.timestamp_raw, body);
+        for mac in self.macs {
+            let expected: [u8; TAG_LEN] = mac.finalize().into_bytes().into();
             // Every candidate is compared, without early exit, so timing reveals nothing.
-            for candidate in &header.v1 {
+            for candidate in &self.candidates {
                 matched |= expected.ct_eq(candidate);
             }
         }
         if bool::from(matched) {
-            Ok(header.timestamp)
+            Ok(self.timestamp)
         } else {
             Err(SignatureError::NoMatchingSignature)
         }
@@ -360,6 +418,41 @@ mod tests {
     fn debug_output_hides_secrets() {
         let shown = format!("{:?}", verifier());
         assert!(!shown.contains(SECRET), "{shown}");
+        let header = SignatureHeader::parse(KNOWN_HEADER).unwrap();
+        let shown = format!("{:?}", verifier().begin(&header, T).unwrap());
+        assert!(!shown.contains(SECRET) && !shown.contains(KNOWN), "{shown}");
+    }
+
+    const KNOWN_HEADER: &str =
+        "t=1723808700,v1=1b23d85013c3bd08c5d3ab2ab43ecad4e68f7b84dd0214539bbac382ac399c6d";
+
+    #[test]
+    fn a_body_fed_in_pieces_checks_as_a_whole_one() {
+        let header = SignatureHeader::parse(KNOWN_HEADER).unwrap();
+        let mut check = verifier().begin(&header, T).unwrap();
+        for piece in BODY.chunks(7) {
+            check.update(piece);
+        }
+        assert_eq!(check.finish(), Ok(T));
+
+        // One byte missing, or one too many, and it no longer matches.
+        let mut check = verifier().begin(&header, T).unwrap();
+        check.update(&BODY[..BODY.len() - 1]);
+        assert_eq!(check.finish(), Err(SignatureError::NoMatchingSignature));
+        let mut check = verifier().begin(&header, T).unwrap();
+        check.update(BODY);
+        check.update(b" ");
+        assert_eq!(check.finish(), Err(SignatureError::NoMatchingSignature));
+    }
+
+    #[test]
+    fn a_stale_timestamp_is_refused_before_any_body() {
+        let header = SignatureHeader::parse(KNOWN_HEADER).unwrap();
+        assert_eq!(
+            verifier().begin(&header, T + 301).unwrap_err(),
+            SignatureError::TimestampOutOfTolerance
+        );
+        assert!(verifier().begin(&header, T + 300).is_ok());
     }
 
     proptest! {
@@ -375,6 +468,26 @@ mod tests {
         ) {
             let s = items.join(",");
             let _ = verifier().verify(Some(&s), BODY, T);
+        }
+
+        #[test]
+        fn any_split_of_the_body_checks_as_the_whole(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            cuts in proptest::collection::vec(0usize..512, 0..6),
+            other_secret in any::<bool>(),
+        ) {
+            let signer = if other_secret { "whsec_some_other_secret_0" } else { SECRET };
+            let header = sign(&secret(signer), T, &body);
+            let parsed = SignatureHeader::parse(&header).unwrap();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let mut check = verifier().begin(&parsed, T).unwrap();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([body.len()]) {
+                check.update(&body[from..cut]);
+                from = cut;
+            }
+            prop_assert_eq!(check.finish(), verifier().check(&parsed, &body, T));
         }
 
         #[test]

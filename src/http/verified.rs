@@ -11,9 +11,8 @@ use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::IngestError;
-use super::{off_runtime, AppState};
-use crate::ledger::LARGE_BODY_BYTES;
-use crate::signature::{SignatureError, SignatureHeader};
+use super::AppState;
+use crate::signature::{BodyCheck, SignatureError, SignatureHeader};
 
 /// Header names Terra signs with (matched case-insensitively by `http`).
 const SIGNATURE_HEADERS: [&str; 2] = ["terra-signature", "x-terra-signature"];
@@ -62,14 +61,16 @@ impl FromRequest<AppState> for VerifiedDelivery {
             .try_acquire_many_owned(kib)
             .map_err(|_| IngestError::Busy)?;
 
+        // The signature is hashed as the body arrives; a stale one is refused before any of it.
+        let mut check = state.verifier.begin(&header, unix_now())?;
         let body = tokio::time::timeout(
             limits.body_read_timeout,
-            read_body(body, limits.max_body_bytes, declared_len),
+            read_body(body, limits.max_body_bytes, declared_len, &mut check),
         )
         .await
         .map_err(|_| IngestError::BodyReadTimeout(limits.body_read_timeout.as_secs()))??;
 
-        let signed_at = check(state, raw_header, &header, &body).await?;
+        let signed_at = check.finish()?;
         Ok(Self {
             body,
             signed_at,
@@ -80,24 +81,6 @@ impl FromRequest<AppState> for VerifiedDelivery {
             _budget: budget,
         })
     }
-}
-
-/// Checks the signature over `body`; over a large one on the blocking pool.
-async fn check(
-    state: &AppState,
-    raw_header: &str,
-    header: &SignatureHeader<'_>,
-    body: &Bytes,
-) -> Result<i64, IngestError> {
-    let now = unix_now();
-    if body.len() < LARGE_BODY_BYTES {
-        return Ok(state.verifier.check(header, body, now)?);
-    }
-    let (verifier, raw_header, body) =
-        (state.verifier.clone(), raw_header.to_owned(), body.clone());
-    let checked =
-        off_runtime(move || verifier.check(&SignatureHeader::parse(&raw_header)?, &body, now));
-    Ok(checked.await??)
 }
 
 fn signature_header(headers: &HeaderMap) -> Result<&str, SignatureError> {
@@ -124,12 +107,14 @@ fn text_header(headers: &HeaderMap, name: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
-/// Reads the whole body, failing as soon as it exceeds `limit`. The buffer is sized from
-/// `Content-Length` up front, so a multi-megabyte body is not copied while it grows.
+/// Reads the whole body, failing as soon as it exceeds `limit`, and feeds each piece to the
+/// signature `check`. The buffer is sized from `Content-Length` up front, so a multi-megabyte
+/// body is not copied while it grows.
 async fn read_body(
     body: Body,
     limit: usize,
     declared_len: Option<u64>,
+    check: &mut BodyCheck,
 ) -> Result<Bytes, IngestError> {
     let mut body = body;
     let capacity = declared_len.map_or(0, |len| usize::try_from(len).unwrap_or(limit).min(limit));
@@ -144,6 +129,7 @@ async fn read_body(
         if total > limit {
             return Err(IngestError::BodyTooLarge { limit });
         }
+        check.update(&data);
         // A body that arrives in one frame is kept as is, without a copy.
         match first.take() {
             None if buf.is_empty() => first = Some(data),
