@@ -60,7 +60,7 @@ async fn valid_delivery_is_stored_once_with_its_headers(pool: PgPool) {
 async fn a_large_body_is_verified_digested_and_stored_like_a_small_one(pool: PgPool) {
     use sha2::{Digest, Sha256};
     let app = TestApp::spawn_with(pool.clone(), crate::helpers::receive_only()).await;
-    // Past the size from which the service reads a body through on the blocking pool.
+    // Past the size from which the service builds a body's ledger row on the blocking pool.
     let pad = "x".repeat(2 << 20);
     let body =
         format!(r#"{{"type":"daily","user":{{"user_id":"u-big"}},"data":[],"pad":"{pad}"}}"#);
