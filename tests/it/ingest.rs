@@ -11,6 +11,35 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DAILY: &[u8] = br#"{"type":"daily","user":{"user_id":"u-123","provider":"OURA","reference_id":"ref-1","scopes":"","active":true},"data":[],"version":"2022-03-16"}"#;
 
+/// The ledger's one row, as the webhook left it.
+struct LedgerRow {
+    id: i64,
+    body: Vec<u8>,
+    event_type: Option<String>,
+    user_id: Option<String>,
+    trace_id: Option<String>,
+    terra_reference: Option<String>,
+    ordering_ts: Option<i64>,
+    shape: String,
+    signed_at: Option<chrono::DateTime<chrono::Utc>>,
+    duplicates: i32,
+    status: String,
+    dedupe_key: String,
+    body_size: i32,
+}
+
+async fn only_ledger_row(pool: &PgPool) -> LedgerRow {
+    sqlx::query_as!(
+        LedgerRow,
+        r#"SELECT id, b.body, event_type, user_id, trace_id, terra_reference, ordering_ts, shape,
+                  signed_at, duplicates, status, dedupe_key, body_size
+           FROM terra.deliveries JOIN terra.delivery_bodies b ON b.delivery_id = id"#
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
 async fn valid_delivery_is_stored_once_with_its_headers(pool: PgPool) {
     // Receive only, so the row is seen exactly as the webhook left it (not yet processed).
@@ -31,14 +60,7 @@ async fn valid_delivery_is_stored_once_with_its_headers(pool: PgPool) {
     let answer: Value = res.json().await.unwrap();
     assert_eq!(answer["status"], "stored");
 
-    let row = sqlx::query!(
-        r#"SELECT id, b.body, event_type, user_id, trace_id, terra_reference, ordering_ts, shape,
-                  signed_at, duplicates, status, dedupe_key, body_size
-           FROM terra.deliveries JOIN terra.delivery_bodies b ON b.delivery_id = id"#
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let row = only_ledger_row(&pool).await;
     assert_eq!(answer["delivery_id"], row.id);
     assert_eq!(row.body, DAILY);
     assert_eq!(row.body_size as usize, DAILY.len());
@@ -70,14 +92,7 @@ async fn a_large_body_is_verified_digested_and_stored_like_a_small_one(pool: PgP
     assert_eq!(res.status(), 200);
     let answer: Value = res.json().await.unwrap();
     assert_eq!(answer["status"], "stored");
-    let row = sqlx::query!(
-        r#"SELECT id, b.body, event_type, user_id, trace_id, terra_reference, ordering_ts, shape,
-                  signed_at, duplicates, status, dedupe_key, body_size
-           FROM terra.deliveries JOIN terra.delivery_bodies b ON b.delivery_id = id"#
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let row = only_ledger_row(&pool).await;
     assert!(
         row.body == body,
         "the stored body differs from the one sent"
