@@ -418,17 +418,21 @@ mod tests {
     fn debug_output_hides_secrets() {
         let shown = format!("{:?}", verifier());
         assert!(!shown.contains(SECRET), "{shown}");
-        let header = SignatureHeader::parse(KNOWN_HEADER).unwrap();
+        let text = known_header();
+        let header = SignatureHeader::parse(&text).unwrap();
         let shown = format!("{:?}", verifier().begin(&header, T).unwrap());
         assert!(!shown.contains(SECRET) && !shown.contains(KNOWN), "{shown}");
     }
 
-    const KNOWN_HEADER: &str =
-        "t=1723808700,v1=1b23d85013c3bd08c5d3ab2ab43ecad4e68f7b84dd0214539bbac382ac399c6d";
+    /// The header of the known answer.
+    fn known_header() -> String {
+        format!("t={T},v1={KNOWN}")
+    }
 
     #[test]
     fn a_body_fed_in_pieces_checks_as_a_whole_one() {
-        let header = SignatureHeader::parse(KNOWN_HEADER).unwrap();
+        let text = known_header();
+        let header = SignatureHeader::parse(&text).unwrap();
         let mut check = verifier().begin(&header, T).unwrap();
         for piece in BODY.chunks(7) {
             check.update(piece);
@@ -447,7 +451,8 @@ mod tests {
 
     #[test]
     fn a_stale_timestamp_is_refused_before_any_body() {
-        let header = SignatureHeader::parse(KNOWN_HEADER).unwrap();
+        let text = known_header();
+        let header = SignatureHeader::parse(&text).unwrap();
         assert_eq!(
             verifier().begin(&header, T + 301).unwrap_err(),
             SignatureError::TimestampOutOfTolerance
@@ -487,7 +492,8 @@ mod tests {
                 check.update(&body[from..cut]);
                 from = cut;
             }
-            prop_assert_eq!(check.finish(), verifier().check(&parsed, &body, T));
+            let expected = if other_secret { Err(SignatureError::NoMatchingSignature) } else { Ok(T) };
+            prop_assert_eq!(check.finish(), expected);
         }
 
         #[test]
