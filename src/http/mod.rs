@@ -110,16 +110,6 @@ async fn trace_request(req: Request, next: Next) -> Response {
     response
 }
 
-/// Runs the CPU work of a large body on the blocking pool, where it holds up no other request.
-/// It never fails unless the work panicked; that delivery then gets a `503`.
-async fn off_runtime<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, IngestError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| IngestError::Unavailable)
-}
-
 /// When a request started, for the per-delivery log line.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestStart(pub Instant);

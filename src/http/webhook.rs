@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 
-use super::{off_runtime, AppState, IngestError, RequestStart, VerifiedDelivery};
+use super::{AppState, IngestError, RequestStart, VerifiedDelivery};
 use crate::ledger::{Arrival, LedgerError, NewDelivery, Stored, LARGE_BODY_BYTES};
 
 /// Receives one Terra delivery. Answers 200 only once the delivery is committed to the ledger,
@@ -53,7 +53,8 @@ pub async fn receive(
     Json(json!({ "status": outcome, "delivery_id": stored.id() })).into_response()
 }
 
-/// The delivery's ledger row; a large body's is built on the blocking pool.
+/// The delivery's ledger row. A large body's is built on the blocking pool, where its
+/// milliseconds of reading hold up no other request; should that panic, the answer is a `503`.
 async fn ledger_row(delivery: &VerifiedDelivery) -> Result<NewDelivery, IngestError> {
     let body = delivery.body.clone();
     let arrival = Arrival::Webhook {
@@ -65,7 +66,9 @@ async fn ledger_row(delivery: &VerifiedDelivery) -> Result<NewDelivery, IngestEr
     if body.len() < LARGE_BODY_BYTES {
         return Ok(NewDelivery::new(body, arrival));
     }
-    off_runtime(move || NewDelivery::new(body, arrival)).await
+    tokio::task::spawn_blocking(move || NewDelivery::new(body, arrival))
+        .await
+        .map_err(|_| IngestError::Unavailable)
 }
 
 fn rejected(state: &AppState, err: IngestError, start: std::time::Instant) -> Response {
