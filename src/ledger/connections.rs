@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Executor, PgConnection, Postgres};
+use sqlx::{Connection, Executor, PgConnection, Postgres};
 use tokio::time::Instant;
 
 /// The connection one group writes through.
@@ -71,6 +71,11 @@ impl Drop for Conn {
     }
 }
 
+/// The bodies of a group from which its connection's buffers are shrunk before it is kept:
+/// above what a full group of typical deliveries carries (512 of about 5 KB), so that steady
+/// traffic keeps reusing its buffers and only a large delivery's are given back.
+const SHRINK_BUFFERS_FROM: usize = 4 << 20;
+
 /// Connections between two groups, each with when its last group ended.
 pub(super) struct Kept {
     conns: Mutex<Vec<(Conn, Instant)>>,
@@ -100,12 +105,17 @@ impl Kept {
         self.lock().pop().map(|(conn, _)| conn)
     }
 
-    /// Keeps the connection of a group that is over. With a zero linger, or `max` kept
-    /// already, it goes back to the pool instead; one still in a transaction is dropped, and
-    /// so closed.
-    pub(super) fn keep(&self, conn: Conn) {
+    /// Keeps the connection of a group that is over, whose bodies came to `carried` bytes.
+    /// With a zero linger, or `max` kept already, it goes back to the pool instead; one still
+    /// in a transaction is dropped, and so closed.
+    pub(super) fn keep(&self, mut conn: Conn, carried: usize) {
         if conn.in_transaction || self.linger.is_zero() {
             return;
+        }
+        // The connection's buffers grew to the group's message and would stay that size for
+        // as long as traffic keeps the connection here.
+        if carried >= SHRINK_BUFFERS_FROM {
+            conn.shrink_buffers();
         }
         let mut kept = self.lock();
         if kept.len() < self.max {

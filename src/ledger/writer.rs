@@ -397,6 +397,7 @@ impl Writer {
         };
         (self.hooks.group_written)(jobs.len());
         let rows: Vec<NewDelivery> = jobs.iter().map(|j| j.row.clone()).collect();
+        let carried: usize = rows.iter().map(|r| r.body.len()).sum();
         let inserted = tokio::time::timeout_at(first_deadline, self.insert_open(&rows)).await;
         let open = match inserted {
             Err(_) => return answer_all(jobs, || LedgerError::Timeout),
@@ -422,7 +423,7 @@ impl Writer {
             self.hooks.stored.notify_one();
         }
         count_redeliveries(&mut conn, repeats, &self.carry).await;
-        self.kept.keep(conn);
+        self.kept.keep(conn, carried);
     }
 
     /// Opens a transaction and inserts the group's rows, on a kept connection when there is

@@ -250,3 +250,32 @@ async fn a_pooled_connection_gives_back_the_buffer_of_a_large_message(pool: PgPo
     let freed = holding.saturating_sub(live_bytes());
     assert!(freed >= BODY, "{freed} bytes freed of {holding}");
 }
+
+#[sqlx::test(migrator = "terra_sink::database::MIGRATOR")]
+async fn a_kept_ledger_connection_gives_back_the_buffer_of_a_large_group(pool: PgPool) {
+    use crate::helpers::memory::live_bytes;
+    const PAD: usize = 8 << 20;
+    let mut config = crate::helpers::receive_only();
+    // One writer, which keeps its connection between groups for the whole test, as steady
+    // traffic would.
+    config.group_commit.concurrency = 1;
+    config.group_commit.keep_connections = std::time::Duration::from_secs(3600);
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    let small = br#"{"type":"daily","user":{"user_id":"u1"},"data":[]}"#;
+    assert_eq!(app.deliver(small, &[]).await.status(), 200);
+
+    let before = live_bytes();
+    let large = format!(
+        r#"{{"type":"daily","user":{{"user_id":"u1"}},"data":[],"note":"{}"}}"#,
+        "x".repeat(PAD)
+    );
+    let answer = app.deliver(large.as_bytes(), &[]).await;
+    assert_eq!(answer.status(), 200);
+    drop((answer, large));
+    crate::helpers::eventually("the large group's buffers given back", || async {
+        live_bytes() < before + PAD / 2
+    })
+    .await;
+    assert_eq!(crate::helpers::ledger_count(&pool).await, 2);
+    app.stop().await;
+}
